@@ -1,0 +1,45 @@
+# Nightlight Fusion: the two README commands are `make demo` and `make test`.
+PY := .venv/bin/python
+PLUGIN := nightlight_fusion_plugin
+SHARED ?= ../shared/data
+
+.PHONY: setup setup-training demo test lint zip sample default-curve clean
+
+setup:
+	bash scripts/setup.sh
+
+setup-training:
+	bash scripts/setup.sh training
+
+## Fuse the bundled synthetic sample (DMSP 2005 + VIIRS 2015 reference) and compare it with the truth.
+demo: setup
+	$(PY) -m $(PLUGIN) fuse --dmsp $(PLUGIN)/sample_data/dmsp_F15_2005_sample.tif \
+	    --viirs $(PLUGIN)/sample_data/viirs_2015_reference_sample.tif \
+	    --output demo_output/fused_2005.tif --overwrite
+	$(PY) -m $(PLUGIN) compare demo_output/fused_2005.tif $(PLUGIN)/sample_data/viirs_2005_truth_sample.tif
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests
+
+lint: setup
+	$(PY) -m ruff check .
+
+## Plugin zip for plugins.qgis.org, built with pb_tool into dist/.
+zip: setup
+	rm -rf build/deploy dist/$(PLUGIN).zip && mkdir -p dist
+	cd $(PLUGIN) && ../.venv/bin/pb_tool zip --config_file ../pb_tool.cfg --quick --no-docs
+	mv $(PLUGIN)/$(PLUGIN).zip dist/
+	@ls -l dist/$(PLUGIN).zip
+
+## Regenerate the bundled synthetic sample (deterministic).
+sample: setup
+	$(PY) -m $(PLUGIN) sample --out $(PLUGIN)/sample_data --overwrite
+
+## Refit the fixed DN->radiance curve used when no VIIRS reference is given (needs ../shared).
+default-curve: setup
+	$(PY) -m $(PLUGIN) calibrate --dmsp $(SHARED)/real/athens/dmsp_F18_2013_stable_lights.tif \
+	    --viirs $(SHARED)/real/greece/viirs_dnb_monthly_2017_*.tif \
+	    --output $(PLUGIN)/core/data/default_radiance_curve.json --overwrite
+
+clean:
+	rm -rf build dist demo_output .pytest_cache

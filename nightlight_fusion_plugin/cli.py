@@ -1,0 +1,171 @@
+"""Headless command line over core: `python -m nightlight_fusion_plugin COMMAND ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .core.errors import FusionError
+
+PROG = "python -m nightlight_fusion_plugin"
+
+
+def _extent(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"extent must be xmin,ymin,xmax,ymax (4 numbers), got '{text}'")
+    return values  # type: ignore[return-value]
+
+
+def _progress_printer(quiet: bool):
+    last = [-1]
+
+    def report(fraction: float, message: str) -> None:
+        step = int(fraction * 10)
+        if not quiet and step != last[0]:
+            last[0] = step
+            print(f"{fraction:4.0%}  {message}", file=sys.stderr)
+
+    return report
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from .core.fuse import FuseRequest, fuse
+
+    request = FuseRequest(
+        dmsp=args.dmsp, viirs=args.viirs, output=args.output, model=args.model, extent=args.extent,
+        extent_crs=args.extent_crs, seed=args.seed, satellite=args.satellite, year=args.year,
+        overwrite=args.overwrite,
+    )
+    result = fuse(request, progress=_progress_printer(args.quiet))
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    g = result.grid
+    print(f"wrote {result.output}: {g.width}×{g.height} px, {g.crs.to_string()}, model {result.model}, "
+          f"{result.seconds:.1f} s")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .core.models import available_models
+
+    models = available_models()
+    if args.json:
+        print(json.dumps([m.__dict__ for m in models], indent=2))
+        return 0
+    print(f"{'id':<12} {'family':<12} {'precision':<9} {'default':<7} summary")
+    for m in models:
+        print(f"{m.id:<12} {m.family:<12} {m.precision:<9} {'yes' if m.default else '':<7} {m.summary}")
+    return 0
+
+
+def cmd_intercalibrate(args: argparse.Namespace) -> int:
+    from .core.fuse import intercalibrate
+
+    result = intercalibrate(args.dmsp, args.output, args.satellite, args.year, args.overwrite,
+                            progress=_progress_printer(args.quiet))
+    print(f"wrote {result.output}; {result.notes[0]}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .core.fuse import fit_calibration
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise FusionError(f"{output} already exists; pass --overwrite to replace it.")
+    curve = fit_calibration(args.dmsp, args.viirs, args.satellite, args.year)
+    curve.to_json(output, provenance={"dmsp": Path(args.dmsp).name, "viirs": [Path(v).name for v in args.viirs],
+                                      "command": " ".join([PROG, *sys.argv[1:]])})
+    print(f"wrote {output}: {curve.describe()}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .core.sample import write_sample
+
+    try:
+        paths = write_sample(args.out, seed=args.seed, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise FusionError(str(exc)) from exc
+    for key, path in paths.items():
+        print(f"{key:<9} {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .core.compare import compare_rasters
+
+    scores = compare_rasters(args.prediction, args.truth)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in scores.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Nightlight Fusion: DMSP-OLS + VIIRS DNB fusion, headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fuse", help="fuse DMSP (and optionally a VIIRS reference) into VIIRS-like radiance")
+    p.add_argument("--dmsp", required=True, help="DMSP-OLS stable lights GeoTIFF (DN 0–63, single band)")
+    p.add_argument("--viirs", help="VIIRS DNB reference GeoTIFF (nW/cm²/sr); its grid becomes the output grid")
+    p.add_argument("--output", required=True, help="output GeoTIFF (float32 radiance, nW/cm²/sr)")
+    p.add_argument("--model", help="model id (see the 'models' command); default: the recommended one")
+    p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to restrict the area")
+    p.add_argument("--extent-crs", help="CRS of --extent (e.g. EPSG:4326); default: the output grid's CRS")
+    p.add_argument("--seed", type=int, default=0, help="random seed (generative models)")
+    p.add_argument("--satellite", help="DMSP satellite (F10…F18) if the file name does not say")
+    p.add_argument("--year", type=int, help="DMSP year if the file name does not say")
+    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("models", help="list the models --model accepts")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("intercalibrate", help="intercalibrate DMSP DN (Elvidge et al. 2014) on its own grid")
+    p.add_argument("--dmsp", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--satellite")
+    p.add_argument("--year", type=int)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_intercalibrate)
+
+    p = sub.add_parser("calibrate", help="fit the DN→radiance curve of a DMSP raster against VIIRS (mean of several)")
+    p.add_argument("--dmsp", required=True)
+    p.add_argument("--viirs", required=True, nargs="+")
+    p.add_argument("--output", required=True, help="curve JSON")
+    p.add_argument("--satellite")
+    p.add_argument("--year", type=int)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("sample", help="write the synthetic DMSP/VIIRS sample")
+    p.add_argument("--out", required=True, help="folder")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("compare", help="metrics of a fused raster against a VIIRS truth")
+    p.add_argument("prediction")
+    p.add_argument("truth")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FusionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no output was written", file=sys.stderr)
+        return 130

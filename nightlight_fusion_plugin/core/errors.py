@@ -1,0 +1,42 @@
+"""Errors a user can act on: every message names the problem and the fix."""
+
+
+class FusionError(Exception):
+    """Base class of the errors the plugin reports to users as they are."""
+
+
+class InputError(FusionError):
+    """An input raster, extent or option that cannot be used."""
+
+
+class OutputError(FusionError):
+    """The output cannot be written where the user asked."""
+
+
+class MissingDependencyError(FusionError):
+    """An optional Python package is not installed."""
+
+
+class CancelledError(FusionError):
+    """The user cancelled the run; nothing was written."""
+
+
+INSTALL_HINTS = {
+    "rasterio": "on Debian/Ubuntu: apt install python3-rasterio; on Windows (OSGeo4W shell) or macOS: "
+    "python -m pip install rasterio",
+    "onnxruntime": "python -m pip install onnxruntime (or onnxruntime-gpu for CUDA)",
+}
+
+
+def require(module: str, purpose: str):
+    """Import an optional dependency or raise a MissingDependencyError saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint = INSTALL_HINTS.get(module, f"python -m pip install {module}")
+        raise MissingDependencyError(
+            f"Nightlight Fusion needs the Python package '{module}' for {purpose}, "
+            f"but it is not installed ({exc}). Install it: {hint}; then restart QGIS."
+        ) from exc

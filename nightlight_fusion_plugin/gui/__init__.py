@@ -1,0 +1,1 @@
+"""QGIS dialog, task wiring and styling: thin, over Processing and core."""

@@ -1,0 +1,1 @@
+"""QGIS Processing provider `nightlightfusion`: thin algorithms over core."""

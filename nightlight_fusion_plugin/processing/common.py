@@ -1,0 +1,65 @@
+"""What the Nightlight Fusion algorithms share: layer -> file path, feedback <-> core callbacks, errors."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+)
+
+from ..core.errors import FusionError, require
+
+
+def raster_file(layer: QgsRasterLayer | None, role: str) -> str | None:
+    """The file behind a raster layer; core reads files with rasterio, not QGIS layers."""
+    if layer is None:
+        return None
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(
+            f"The {role} layer '{layer.name()}' is served by the '{layer.providerType()}' provider, not a file. "
+            "Save it as a GeoTIFF first (right-click › Export › Save As…)."
+        )
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
+    return path
+
+
+def require_core() -> None:
+    """Fail with install instructions (not a traceback) when rasterio is missing."""
+    try:
+        require("rasterio", "reading and writing rasters")
+    except FusionError as exc:
+        raise QgsProcessingException(str(exc)) from exc
+
+
+def core_callbacks(feedback: QgsProcessingFeedback):
+    """(progress, is_cancelled) callbacks for core, reporting through Processing's feedback."""
+    last = [""]
+
+    def progress(fraction: float, message: str) -> None:
+        feedback.setProgress(100.0 * fraction)
+        if message != last[0] and not message.startswith("Block"):
+            last[0] = message
+            feedback.setProgressText(message)
+
+    return progress, feedback.isCanceled
+
+
+def run_core(call, feedback: QgsProcessingFeedback):
+    """Run a core call, turning its user-facing errors into QgsProcessingException."""
+    try:
+        return call()
+    except FusionError as exc:
+        raise QgsProcessingException(str(exc)) from exc
+
+
+class NightLightsStyler(QgsProcessingLayerPostProcessorInterface):
+    """Applies the night-lights colour ramp to a result layer when Processing loads it."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if isinstance(layer, QgsRasterLayer):
+            from ..gui.style import apply_night_lights_style
+
+            apply_night_lights_style(layer)

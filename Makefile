@@ -16,9 +16,13 @@ demo: setup
 	$(PY) -m $(PLUGIN) fuse --dmsp $(PLUGIN)/sample_data/dmsp_F15_2005_sample.tif \
 	    --viirs $(PLUGIN)/sample_data/viirs_2015_reference_sample.tif \
 	    --output demo_output/fused_2005.tif --overwrite
-	$(PY) -m $(PLUGIN) compare demo_output/fused_2005.tif $(PLUGIN)/sample_data/viirs_2005_truth_sample.tif
+	@echo "fused 2005 vs the 2005 truth:"
+	@$(PY) -m $(PLUGIN) compare demo_output/fused_2005.tif $(PLUGIN)/sample_data/viirs_2005_truth_sample.tif
+	@echo "persistence (the 2015 reference taken as the 2005 map) vs the 2005 truth:"
+	@$(PY) -m $(PLUGIN) compare $(PLUGIN)/sample_data/viirs_2015_reference_sample.tif $(PLUGIN)/sample_data/viirs_2005_truth_sample.tif
 
 test: setup
+	$(PY) -m ruff check .
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests
 
 lint: setup

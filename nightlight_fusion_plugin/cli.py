@@ -38,16 +38,25 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     from .core.fuse import FuseRequest, fuse
 
     request = FuseRequest(
-        dmsp=args.dmsp, viirs=args.viirs, output=args.output, model=args.model, extent=args.extent,
-        extent_crs=args.extent_crs, seed=args.seed, satellite=args.satellite, year=args.year,
+        dmsp=args.dmsp,
+        viirs=args.viirs,
+        output=args.output,
+        model=args.model,
+        extent=args.extent,
+        extent_crs=args.extent_crs,
+        seed=args.seed,
+        satellite=args.satellite,
+        year=args.year,
         overwrite=args.overwrite,
     )
     result = fuse(request, progress=_progress_printer(args.quiet))
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     g = result.grid
-    print(f"wrote {result.output}: {g.width}×{g.height} px, {g.crs.to_string()}, model {result.model}, "
-          f"{result.seconds:.1f} s")
+    print(
+        f"wrote {result.output}: {g.width}×{g.height} px, {g.crs.to_string()}, model {result.model}, "
+        f"{result.seconds:.1f} s"
+    )
     return 0
 
 
@@ -67,8 +76,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_intercalibrate(args: argparse.Namespace) -> int:
     from .core.fuse import intercalibrate
 
-    result = intercalibrate(args.dmsp, args.output, args.satellite, args.year, args.overwrite,
-                            progress=_progress_printer(args.quiet))
+    result = intercalibrate(
+        args.dmsp, args.output, args.satellite, args.year, args.overwrite, progress=_progress_printer(args.quiet)
+    )
     print(f"wrote {result.output}; {result.notes[0]}")
     return 0
 
@@ -80,8 +90,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if output.exists() and not args.overwrite:
         raise FusionError(f"{output} already exists; pass --overwrite to replace it.")
     curve = fit_calibration(args.dmsp, args.viirs, args.satellite, args.year)
-    curve.to_json(output, provenance={"dmsp": Path(args.dmsp).name, "viirs": [Path(v).name for v in args.viirs],
-                                      "command": " ".join([PROG, *sys.argv[1:]])})
+    curve.to_json(
+        output,
+        provenance={
+            "dmsp": Path(args.dmsp).name,
+            "viirs": [Path(v).name for v in args.viirs],
+            "command": " ".join([PROG, *sys.argv[1:]]),
+        },
+    )
     print(f"wrote {output}: {curve.describe()}")
     return 0
 

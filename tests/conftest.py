@@ -29,13 +29,31 @@ def real_data() -> Path:
     return REAL
 
 
-def write_raster(path: Path, data: np.ndarray, *, west: float = 0.0, north: float = 1.0, res: float = 1 / 120,
-                 crs: str = "EPSG:4326", nodata=None, transform=None) -> Path:
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    *,
+    west: float = 0.0,
+    north: float = 1.0,
+    res: float = 1 / 120,
+    crs: str = "EPSG:4326",
+    nodata=None,
+    transform=None,
+) -> Path:
     """A small GeoTIFF for tests; 3-D data gives a multi-band raster."""
     data = np.asarray(data)
     bands = data if data.ndim == 3 else data[None]
-    with rasterio.open(path, "w", driver="GTiff", width=bands.shape[2], height=bands.shape[1], count=bands.shape[0],
-                       dtype=bands.dtype, crs=crs, nodata=nodata,
-                       transform=transform or from_origin(west, north, res, res)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=bands.shape[2],
+        height=bands.shape[1],
+        count=bands.shape[0],
+        dtype=bands.dtype,
+        crs=crs,
+        nodata=nodata,
+        transform=transform or from_origin(west, north, res, res),
+    ) as dst:
         dst.write(bands)
     return path

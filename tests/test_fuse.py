@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import write_raster
+
 from nightlight_fusion_plugin.core.errors import CancelledError, InputError, OutputError
 from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse, intercalibrate
 from nightlight_fusion_plugin.core.metrics import all_metrics
@@ -71,8 +71,15 @@ def test_nodata_regions_propagate_as_nodata_never_as_light(tmp_path, sample):
 
 def test_extent_restricts_the_area(tmp_path, sample):
     out = tmp_path / "fused.tif"
-    fuse(FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out),
-                     extent=(0.25, 0.25, 0.5, 0.75), extent_crs="EPSG:4326"))
+    fuse(
+        FuseRequest(
+            dmsp=str(sample["dmsp"]),
+            viirs=str(sample["reference"]),
+            output=str(out),
+            extent=(0.25, 0.25, 0.5, 0.75),
+            extent_crs="EPSG:4326",
+        )
+    )
     with rasterio.open(out) as src:
         assert src.bounds == pytest.approx((0.25, 0.25, 0.5, 0.75))
 
@@ -124,8 +131,10 @@ def test_cancel_leaves_no_output(tmp_path, sample):
         return len(calls) > 2
 
     with pytest.raises(CancelledError):
-        fuse(FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out), block_size=40),
-             is_cancelled=cancel_after_two_checks)
+        fuse(
+            FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out), block_size=40),
+            is_cancelled=cancel_after_two_checks,
+        )
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -138,3 +147,19 @@ def test_intercalibrate_keeps_the_dmsp_grid(tmp_path, sample):
     lit = dn > 0
     assert np.allclose(dnc[lit], np.clip(0.6367 + 1.2838 * dn[lit] - 0.0041 * dn[lit] ** 2, 0, 63), atol=1e-3)
     assert (dnc[~lit] == 0).all()
+
+
+def test_negative_viirs_radiance_is_valid_background_not_nodata(tmp_path, sample):
+    with rasterio.open(sample["reference"]) as src:
+        reference, profile = src.read(1), src.profile
+    reference = reference - 0.4  # a darker, partly negative background, as VIIRS composites have
+    shifted = tmp_path / "viirs_negative.tif"
+    with rasterio.open(shifted, "w", **profile) as dst:
+        dst.write(reference, 1)
+    out = tmp_path / "fused.tif"
+    fuse(FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(shifted), output=str(out)))
+    with rasterio.open(out) as src, rasterio.open(sample["dmsp"]) as dmsp:
+        fused = src.read(1)
+        dark = np.kron(dmsp.read(1) == 0, np.ones((2, 2), bool))  # 30″ unlit pixels on the 15″ grid
+    assert np.isfinite(fused).all()
+    assert np.median(fused[dark]) < 0  # the negative background level was learnt, not masked away

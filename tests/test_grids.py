@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import rasterio
+from conftest import write_raster
 from rasterio.warp import reproject, transform_bounds
 
-from conftest import write_raster
 from nightlight_fusion_plugin.core.errors import InputError
 from nightlight_fusion_plugin.core.grids import AlignedReader, inspect_raster, output_grid
 
@@ -40,14 +40,24 @@ def test_dmsp_in_another_crs_is_reprojected_onto_the_viirs_grid(tmp_path, sample
         data, transform, crs = src.read(1).astype(np.float32), src.transform, src.crs
     merc = np.zeros((150, 150), np.float32)
     merc_transform = rasterio.transform.from_origin(-1000.0, 112000.0, 760.0, 760.0)
-    reproject(data, merc, src_transform=transform, src_crs=crs, dst_transform=merc_transform, dst_crs="EPSG:3857",
-              resampling=rasterio.enums.Resampling.bilinear, dst_nodata=np.nan)
+    reproject(
+        data,
+        merc,
+        src_transform=transform,
+        src_crs=crs,
+        dst_transform=merc_transform,
+        dst_crs="EPSG:3857",
+        resampling=rasterio.enums.Resampling.bilinear,
+        dst_nodata=np.nan,
+    )
     dmsp_merc = write_raster(tmp_path / "dmsp_3857.tif", merc, transform=merc_transform, crs="EPSG:3857", nodata=np.nan)
     viirs = inspect_raster(sample["reference"], "VIIRS")
     grid = output_grid(inspect_raster(dmsp_merc, "DMSP"), viirs)
     window = next(grid.blocks(1024))
-    with AlignedReader(inspect_raster(dmsp_merc, "DMSP"), grid) as a, \
-            AlignedReader(inspect_raster(sample["dmsp"], "DMSP"), grid) as b:
+    with (
+        AlignedReader(inspect_raster(dmsp_merc, "DMSP"), grid) as a,
+        AlignedReader(inspect_raster(sample["dmsp"], "DMSP"), grid) as b,
+    ):
         via_mercator, direct = a.read(window), b.read(window)
     ok = np.isfinite(via_mercator) & np.isfinite(direct)
     assert ok.mean() > 0.9

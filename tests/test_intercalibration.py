@@ -39,12 +39,15 @@ def test_satellite_inferred_from_year_and_identity_when_unknown():
     assert (identity.c0, identity.c1, identity.c2) == (0.0, 1.0, 0.0)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("F182013.v4c_web.stable_lights.avg_vis.tif", ("F18", 2013)),
-    ("dmsp_F15_2005_sample.tif", ("F15", 2005)),
-    ("dmsp_1992_stable_lights.tif", (None, 1992)),
-    ("lights.tif", (None, None)),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("F182013.v4c_web.stable_lights.avg_vis.tif", ("F18", 2013)),
+        ("dmsp_F15_2005_sample.tif", ("F15", 2005)),
+        ("dmsp_1992_stable_lights.tif", (None, 1992)),
+        ("lights.tif", (None, None)),
+    ],
+)
 def test_parse_noaa_names(name, expected):
     assert parse_satellite_year(name) == expected
 

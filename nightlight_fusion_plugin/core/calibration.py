@@ -48,15 +48,17 @@ class RadianceCurve:
         return np.where(np.isnan(dnc), np.nan, out).astype(np.float32)
 
     def describe(self) -> str:
-        return (f"radiance = {self.a:.4g}·DNc^{self.b:.4g} (DNc>0), {self.dark:.4g} at DN 0, "
-                f"{self.saturated:.4g} where saturated; {self.source}")
+        return (
+            f"radiance = {self.a:.4g}·DNc^{self.b:.4g} (DNc>0), {self.dark:.4g} at DN 0, "
+            f"{self.saturated:.4g} where saturated; {self.source}"
+        )
 
     def to_json(self, path: str | os.PathLike, provenance: dict | None = None) -> None:
         payload = {**asdict(self), "provenance": provenance or {}}
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "RadianceCurve":
+    def from_json(cls, path: str | os.PathLike) -> RadianceCurve:
         payload = json.loads(Path(path).read_text())
         payload.pop("provenance", None)
         return cls(**payload)
@@ -66,7 +68,9 @@ def default_curve() -> RadianceCurve:
     return RadianceCurve.from_json(DEFAULT_CURVE_JSON)
 
 
-def fit_radiance_curve(dnc: np.ndarray, dmsp_dn: np.ndarray, viirs_radiance: np.ndarray, source: str) -> RadianceCurve | None:
+def fit_radiance_curve(
+    dnc: np.ndarray, dmsp_dn: np.ndarray, viirs_radiance: np.ndarray, source: str
+) -> RadianceCurve | None:
     """Fit the curve on co-located samples; None when the overlap has too few lit pixels to fit."""
     dnc, dmsp_dn, rad = (np.asarray(x, dtype=np.float64).ravel() for x in (dnc, dmsp_dn, viirs_radiance))
     ok = np.isfinite(dnc) & np.isfinite(rad) & np.isfinite(dmsp_dn)

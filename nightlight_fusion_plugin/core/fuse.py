@@ -15,8 +15,8 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from .baseline import TraditionalFusion
-from .errors import CancelledError, InputError
 from .calibration import RadianceCurve
+from .errors import CancelledError, InputError
 from .grids import AlignedReader, Bounds, Grid, MeanReader, RasterInfo, inspect_raster, output_grid, value_range
 from .intercalibration import DN_SATURATED, intercalibration_for, parse_satellite_year
 from .models import model_entry
@@ -54,12 +54,20 @@ def check_dmsp_values(dmsp: RasterInfo, grid: Grid) -> None:
     """DMSP stable lights are 6-bit DN (0–63): anything else is another product or a swapped input."""
     stats = value_range(dmsp, grid_bounds_in(grid, dmsp.crs))
     if stats.valid_pixels == 0:
-        raise InputError(f"The DMSP raster {dmsp.path} has no valid pixels in the chosen area (all nodata); choose another area.")
+        raise InputError(
+            f"The DMSP raster {dmsp.path} has no valid pixels in the chosen area (all nodata); choose another area."
+        )
     if stats.maximum > DN_SATURATED + 0.5 or stats.minimum < -0.5:
-        hint = ("it looks like a VIIRS radiance raster: pass it as the VIIRS reference instead"
-                if stats.maximum > DN_SATURATED + 0.5 else "DN cannot be negative")
-        nodata = "" if dmsp.nodata is not None else (
-            " If a value marks missing data, set it as the raster's nodata value (gdal_edit.py -a_nodata).")
+        hint = (
+            "it looks like a VIIRS radiance raster: pass it as the VIIRS reference instead"
+            if stats.maximum > DN_SATURATED + 0.5
+            else "DN cannot be negative"
+        )
+        nodata = (
+            ""
+            if dmsp.nodata is not None
+            else (" If a value marks missing data, set it as the raster's nodata value (gdal_edit.py -a_nodata).")
+        )
         raise InputError(
             f"The DMSP raster {dmsp.path} has values from {stats.minimum:g} to {stats.maximum:g}, outside the "
             f"0–63 DN range of DMSP-OLS stable lights; {hint}.{nodata}"
@@ -101,8 +109,14 @@ def fuse(
         dmsp_reader = stack.enter_context(AlignedReader(dmsp, grid))
         viirs_reader = stack.enter_context(AlignedReader(viirs, grid, Resampling.nearest)) if viirs else None
         fit_share = 0.3 if viirs_reader else 0.0
-        method.prepare(dmsp_reader, viirs_reader, grid, request.block_size,
-                       lambda f: report(fit_share * f, "Fitting the calibration"), check_cancel)
+        method.prepare(
+            dmsp_reader,
+            viirs_reader,
+            grid,
+            request.block_size,
+            lambda f: report(fit_share * f, "Fitting the calibration"),
+            check_cancel,
+        )
         tags = {
             "NLF_METHOD": entry.id,
             "NLF_MODEL_FAMILY": entry.family,
@@ -166,11 +180,17 @@ def intercalibrate(
     grid = Grid(dmsp.crs, dmsp.transform, dmsp.width, dmsp.height)
     check_dmsp_values(dmsp, grid)
     intercal = resolve_intercalibration(dmsp_path, satellite, year)
-    tags = {"NLF_METHOD": "intercalibrate", "NLF_DMSP": os.path.abspath(dmsp_path),
-            "NLF_INTERCALIBRATION": intercal.describe(), "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}"}
+    tags = {
+        "NLF_METHOD": "intercalibrate",
+        "NLF_DMSP": os.path.abspath(dmsp_path),
+        "NLF_INTERCALIBRATION": intercal.describe(),
+        "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}",
+    }
     total = grid.block_count(block_size)
-    with AlignedReader(dmsp, grid, Resampling.nearest) as reader, \
-            RasterWriter(path, grid, tags, "Intercalibrated DMSP DN (F12 1999 scale)", units="DN") as writer:
+    with (
+        AlignedReader(dmsp, grid, Resampling.nearest) as reader,
+        RasterWriter(path, grid, tags, "Intercalibrated DMSP DN (F12 1999 scale)", units="DN") as writer,
+    ):
         for i, window in enumerate(grid.blocks(block_size)):
             if is_cancelled is not None and is_cancelled():
                 raise CancelledError("Cancelled by the user; no output was written.")
@@ -178,8 +198,14 @@ def intercalibrate(
             report(0.95 * (i + 1) / total, f"Block {i + 1}/{total}")
         writer.finish()
     report(1.0, "Done")
-    return FuseResult(str(path), "intercalibrate", grid, time.perf_counter() - started,
-                      [f"Intercalibration: {intercal.describe()}"], tags)
+    return FuseResult(
+        str(path),
+        "intercalibrate",
+        grid,
+        time.perf_counter() - started,
+        [f"Intercalibration: {intercal.describe()}"],
+        tags,
+    )
 
 
 def fit_calibration(
@@ -198,6 +224,8 @@ def fit_calibration(
     if method.notes:
         raise InputError(method.notes[-1])
     names = ", ".join(os.path.basename(p) for p in viirs_paths)
-    source = (f"fitted on {method.curve.lit_pairs} lit pixels of {os.path.basename(dmsp_path)} "
-              f"against the mean of {len(viirs_paths)} VIIRS raster(s) ({names})")
+    source = (
+        f"fitted on {method.curve.lit_pairs} lit pixels of {os.path.basename(dmsp_path)} "
+        f"against the mean of {len(viirs_paths)} VIIRS raster(s) ({names})"
+    )
     return dataclasses.replace(method.curve, source=source)

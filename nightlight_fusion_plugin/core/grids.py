@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import rasterio
@@ -92,7 +92,9 @@ def inspect_raster(path: str | os.PathLike, role: str) -> RasterInfo:
             count, crs, transform = src.count, src.crs, src.transform
             info = RasterInfo(path, role, crs, transform, src.width, src.height, src.nodata, src.dtypes[0])
     except RasterioIOError as exc:
-        raise InputError(f"{role} raster {path} cannot be read by GDAL ({exc}). Use a GeoTIFF or another raster format GDAL reads.") from exc
+        raise InputError(
+            f"{role} raster {path} cannot be read by GDAL ({exc}). Use a GeoTIFF or another raster format GDAL reads."
+        ) from exc
     if count != 1:
         raise InputError(
             f"{role} raster {path} has {count} bands; Nightlight Fusion needs a single-band raster. "
@@ -104,7 +106,9 @@ def inspect_raster(path: str | os.PathLike, role: str) -> RasterInfo:
             f"(NOAA night-light products are EPSG:4326: gdal_edit.py -a_srs EPSG:4326, or QGIS 'Assign projection')."
         )
     if transform.b != 0 or transform.d != 0:
-        raise InputError(f"{role} raster {path} has a rotated geotransform; warp it to a north-up grid first (gdalwarp).")
+        raise InputError(
+            f"{role} raster {path} has a rotated geotransform; warp it to a north-up grid first (gdalwarp)."
+        )
     return info
 
 
@@ -155,7 +159,9 @@ def output_grid(
         ext_crs = CRS.from_user_input(extent_crs) if extent_crs is not None else crs
         left, bottom, right, top = extent
         if not (right > left and top > bottom):
-            raise InputError(f"The extent {_fmt(extent)} is empty: give xmin,ymin,xmax,ymax with xmin<xmax and ymin<ymax.")
+            raise InputError(
+                f"The extent {_fmt(extent)} is empty: give xmin,ymin,xmax,ymax with xmin<xmax and ymin<ymax."
+            )
         ext = extent if ext_crs == crs else tuple(transform_bounds(ext_crs, crs, *extent, densify_pts=21))
         clipped = _intersect(area, ext)
         if clipped is None:
@@ -177,7 +183,7 @@ class AlignedReader:
         self.info, self.grid, self.resampling = info, grid, resampling
         self._src = self._vrt = None
 
-    def __enter__(self) -> "AlignedReader":
+    def __enter__(self) -> AlignedReader:
         self._src = rasterio.open(self.info.path)
         src_nodata = self._src.nodata
         if src_nodata is None and np.dtype(self.info.dtype).kind == "f":

@@ -54,7 +54,7 @@ class Intercalibration:
 
     def describe(self) -> str:
         who = f"{self.satellite or '?'} {self.year or '?'}"
-        text = f"Elvidge et al. 2014 intercalibration for {who}: DNc = {self.c0:g} + {self.c1:g}·DN + {self.c2:g}·DN²"
+        text = f"Elvidge et al. 2014 intercalibration for {who}: DNc = {self.c0:g} {self.c1:+g}·DN {self.c2:+g}·DN²"
         return f"{text} ({self.note})" if self.note else text
 
 
@@ -91,7 +91,9 @@ def intercalibration_for(satellite: str | None, year: int | None) -> Intercalibr
     if satellite is not None:
         satellite = satellite.strip().upper()
         if not re.fullmatch(r"F1[0-8]", satellite):
-            raise InputError(f"Unknown DMSP satellite '{satellite}': use one of F10 … F18 (e.g. F18), or leave it empty.")
+            raise InputError(
+                f"Unknown DMSP satellite '{satellite}': use one of F10 … F18 (e.g. F18), or leave it empty."
+            )
     if year is not None and not 1992 <= year <= 2013:
         raise InputError(f"DMSP-OLS stable lights exist for 1992–2013; got year {year}. Check the DMSP year.")
     if satellite and year and (satellite, year) in table:
@@ -104,15 +106,20 @@ def intercalibration_for(satellite: str | None, year: int | None) -> Intercalibr
             return Intercalibration(0.0, 1.0, 0.0, satellite, None, note="year unknown: no intercalibration")
         nearest = min(years, key=lambda y: (abs(y - year), -y))
         return Intercalibration(
-            *table[(satellite, nearest)], satellite, year,
+            *table[(satellite, nearest)],
+            satellite,
+            year,
             note=f"no published coefficients for {satellite} {year}; using {satellite} {nearest}",
         )
     if year is not None:
         flying = sorted(s for s, y in table if y == year)
         if flying:
             chosen = flying[-1]
-            note = f"satellite unknown; {year} was flown by {', '.join(flying)}, using {chosen}" if len(flying) > 1 else (
-                f"satellite unknown; {year} was flown only by {chosen}")
+            note = (
+                f"satellite unknown; {year} was flown by {', '.join(flying)}, using {chosen}"
+                if len(flying) > 1
+                else (f"satellite unknown; {year} was flown only by {chosen}")
+            )
             return Intercalibration(*table[(chosen, year)], chosen, year, note=note)
         nearest_year = min({y for _, y in table}, key=lambda y: (abs(y - year), -y))
         chosen = sorted(s for s, y in table if y == nearest_year)[-1]

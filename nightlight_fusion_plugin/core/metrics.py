@@ -43,5 +43,10 @@ def all_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Metrics over the pixels valid in both arrays."""
     ok = np.isfinite(prediction) & np.isfinite(truth)
     p, t = np.asarray(prediction, np.float64)[ok], np.asarray(truth, np.float64)[ok]
-    return {"pixels": int(ok.sum()), "psnr_log": psnr_log(p, t), "rmse": rmse(p, t), "r2": r2(p, t),
-            "sum_of_lights_error": sum_of_lights_error(p, t)}
+    return {
+        "pixels": int(ok.sum()),
+        "psnr_log": psnr_log(p, t),
+        "rmse": rmse(p, t),
+        "r2": r2(p, t),
+        "sum_of_lights_error": sum_of_lights_error(p, t),
+    }

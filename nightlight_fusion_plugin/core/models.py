@@ -42,4 +42,7 @@ def model_entry(model_id: str | None) -> ModelEntry:
         if entry.id == model_id:
             return entry
     known = ", ".join(m.id for m in available_models())
-    raise InputError(f"Unknown model '{model_id}'. Available models: {known} (list them with: python -m nightlight_fusion_plugin models).")
+    raise InputError(
+        f"Unknown model '{model_id}'. Available models: {known} "
+        "(list them with: python -m nightlight_fusion_plugin models)."
+    )

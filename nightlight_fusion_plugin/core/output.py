@@ -19,8 +19,16 @@ from .grids import Grid
 
 RADIANCE_UNITS = "nW/cm2/sr"
 GTIFF_OPTIONS = dict(
-    driver="GTiff", count=1, dtype="float32", nodata=np.nan, tiled=True, blockxsize=256, blockysize=256,
-    compress="deflate", predictor=3, BIGTIFF="IF_SAFER",
+    driver="GTiff",
+    count=1,
+    dtype="float32",
+    nodata=np.nan,
+    tiled=True,
+    blockxsize=256,
+    blockysize=256,
+    compress="deflate",
+    predictor=3,
+    BIGTIFF="IF_SAFER",
 )
 
 
@@ -43,7 +51,9 @@ def check_output_path(output: str | os.PathLike, inputs: list[str], overwrite: b
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise OutputError(f"Cannot write to {path.parent} ({exc.strerror or exc}); choose an output folder you can write to.") from exc
+        raise OutputError(
+            f"Cannot write to {path.parent} ({exc.strerror or exc}); choose an output folder you can write to."
+        ) from exc
     return path
 
 
@@ -68,10 +78,15 @@ class RasterWriter:
         self.partial = partial_path(self.output)
         self._dst = None
 
-    def __enter__(self) -> "RasterWriter":
+    def __enter__(self) -> RasterWriter:
         self._dst = rasterio.open(
-            self.partial, "w", crs=self.grid.crs, transform=self.grid.transform,
-            width=self.grid.width, height=self.grid.height, **GTIFF_OPTIONS,
+            self.partial,
+            "w",
+            crs=self.grid.crs,
+            transform=self.grid.transform,
+            width=self.grid.width,
+            height=self.grid.height,
+            **GTIFF_OPTIONS,
         )
         return self
 

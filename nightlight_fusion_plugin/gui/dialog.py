@@ -71,8 +71,12 @@ class FuseDialog(QDialog):
         self.viirs_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.viirs_combo.setAllowEmptyLayer(True)
         self.viirs_combo.setLayer(None)
-        self.viirs_combo.setToolTip(self.tr("Optional VIIRS DNB composite of a reference year (nW/cm²/sr); "
-                                            "the output uses its grid and the calibration is fitted to it"))
+        self.viirs_combo.setToolTip(
+            self.tr(
+                "Optional VIIRS DNB composite of a reference year (nW/cm²/sr); "
+                "the output uses its grid and the calibration is fitted to it"
+            )
+        )
         self.area_combo = QComboBox(self)
         self.area_combo.addItems([self.tr("Intersection of the input layers"), self.tr("Current map canvas extent")])
         self.area_combo.setToolTip(self.tr("Area to fuse"))
@@ -123,8 +127,12 @@ class FuseDialog(QDialog):
         self.run_button.setEnabled(has_dmsp and not running)
         self.cancel_button.setEnabled(running)
         if not has_dmsp and not running:
-            self.status.setText(self.tr("Load a DMSP-OLS stable-lights raster (and optionally a VIIRS DNB raster) "
-                                        "into the project to start."))
+            self.status.setText(
+                self.tr(
+                    "Load a DMSP-OLS stable-lights raster (and optionally a VIIRS DNB raster) "
+                    "into the project to start."
+                )
+            )
 
     # --- running -------------------------------------------------------------------------------------
     def parameters(self) -> dict:
@@ -144,7 +152,9 @@ class FuseDialog(QDialog):
     def run(self) -> None:
         algorithm = QgsApplication.processingRegistry().createAlgorithmById("nightlightfusion:fuse")
         if algorithm is None:
-            self.status.setText(self.tr("The Nightlight Fusion Processing provider is not loaded; re-enable the plugin."))
+            self.status.setText(
+                self.tr("The Nightlight Fusion Processing provider is not loaded; re-enable the plugin.")
+            )
             return
         self.context = QgsProcessingContext()
         self.context.setProject(QgsProject.instance())
@@ -175,8 +185,11 @@ class FuseDialog(QDialog):
             self._notify(self.tr("Fused raster added: {}").format(output), success=True)
             self.finished_run.emit(True, output)
         else:
-            message = self.tr("Cancelled; no output was written.") if cancelled else (
-                "\n".join(self.feedback.errors) or self.tr("The run failed; see the Processing log."))
+            message = (
+                self.tr("Cancelled; no output was written.")
+                if cancelled
+                else ("\n".join(self.feedback.errors) or self.tr("The run failed; see the Processing log."))
+            )
             self.status.setText(message)
             if not cancelled:
                 self._notify(message, success=False)

@@ -39,7 +39,9 @@ def apply_night_lights_style(layer: QgsRasterLayer, minimum: float = 0.0, maximu
             maximum = minimum + 1.0
     values = log_stretch_stops(minimum, maximum)
     items = [
-        QgsColorRampShader.ColorRampItem(v, _colour_at(i / (len(values) - 1)), f"{v:.3g}" if i % 6 == 0 or i == len(values) - 1 else "")
+        QgsColorRampShader.ColorRampItem(
+            v, _colour_at(i / (len(values) - 1)), f"{v:.3g}" if i % 6 == 0 or i == len(values) - 1 else ""
+        )
         for i, v in enumerate(values)
     ]
     ramp = QgsColorRampShader(minimum, maximum)

@@ -28,7 +28,15 @@ coefficients when the file name does not say (NOAA names such as F182013 are rec
 
 class FuseAlgorithm(QgsProcessingAlgorithm):
     DMSP, VIIRS, EXTENT, MODEL, SEED, SATELLITE, YEAR, OUTPUT = (
-        "DMSP", "VIIRS", "EXTENT", "MODEL", "SEED", "SATELLITE", "YEAR", "OUTPUT")
+        "DMSP",
+        "VIIRS",
+        "EXTENT",
+        "MODEL",
+        "SEED",
+        "SATELLITE",
+        "YEAR",
+        "OUTPUT",
+    )
 
     def __init__(self):
         super().__init__()
@@ -51,18 +59,31 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.DMSP, self.tr("DMSP-OLS stable lights (DN 0–63)")))
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            self.VIIRS, self.tr("VIIRS DNB reference (nW/cm²/sr)"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(self.VIIRS, self.tr("VIIRS DNB reference (nW/cm²/sr)"), optional=True)
+        )
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, self.tr("Area"), optional=True))
         ids = [m.id for m in available_models()]
-        self.addParameter(QgsProcessingParameterEnum(
-            self.MODEL, self.tr("Model"), options=ids, defaultValue=default_model().id, usesStaticStrings=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.MODEL, self.tr("Model"), options=ids, defaultValue=default_model().id, usesStaticStrings=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0
+            )
+        )
         for param in (
             QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True),
-            QgsProcessingParameterNumber(self.YEAR, self.tr("DMSP year"), QgsProcessingParameterNumber.Integer,
-                                         optional=True, minValue=1992, maxValue=2013),
+            QgsProcessingParameterNumber(
+                self.YEAR,
+                self.tr("DMSP year"),
+                QgsProcessingParameterNumber.Integer,
+                optional=True,
+                minValue=1992,
+                maxValue=2013,
+            ),
         ):
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(param)
@@ -85,7 +106,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         self._model = self.parameterAsEnumString(parameters, self.MODEL, context) or default_model().id
         self._seed = self.parameterAsInt(parameters, self.SEED, context)
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
-        self._year = self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
+        self._year = (
+            self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
+        )
         self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         return True
 
@@ -94,8 +117,15 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         from ..core.fuse import FuseRequest, fuse
 
         request = FuseRequest(
-            dmsp=self._dmsp, viirs=self._viirs, output=self._output, model=self._model, extent=self._extent,
-            extent_crs=self._extent_crs, seed=self._seed, satellite=self._satellite, year=self._year,
+            dmsp=self._dmsp,
+            viirs=self._viirs,
+            output=self._output,
+            model=self._model,
+            extent=self._extent,
+            extent_crs=self._extent_crs,
+            seed=self._seed,
+            satellite=self._satellite,
+            year=self._year,
             overwrite=True,  # Processing's destination widget already asked before overwriting
         )
         progress, cancelled = core_callbacks(feedback)

@@ -1,0 +1,122 @@
+"""`nightlightfusion:*` through the real QGIS Processing framework (as the Toolbox, modeler and batch use it)."""
+
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import write_raster
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsReferencedRectangle,
+)
+from qgis_helpers import register_provider
+
+
+@pytest.fixture(scope="module")
+def processing_run(qgis_processing):
+    register_provider()
+    import processing
+
+    def run(algorithm, params):
+        return processing.run(algorithm, params, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+
+    return run
+
+
+def test_provider_lists_both_algorithms(processing_run):
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("nightlightfusion")
+    assert {a.id() for a in provider.algorithms()} == {"nightlightfusion:fuse", "nightlightfusion:intercalibrate"}
+    fuse = registry.algorithmById("nightlightfusion:fuse")
+    names = [p.name() for p in fuse.parameterDefinitions()]
+    for expected in ("DMSP", "VIIRS", "EXTENT", "MODEL", "SEED", "OUTPUT"):
+        assert expected in names
+    assert fuse.parameterDefinition("VIIRS").flags() & fuse.parameterDefinition("VIIRS").FlagOptional
+
+
+def test_fuse_from_file_paths(processing_run, sample, tmp_path):
+    out = tmp_path / "fused.tif"
+    result = processing_run(
+        "nightlightfusion:fuse",
+        {
+            "DMSP": str(sample["dmsp"]),
+            "VIIRS": str(sample["reference"]),
+            "MODEL": "baseline",
+            "SEED": 3,
+            "OUTPUT": str(out),
+        },
+    )
+    assert result["OUTPUT"] == str(out)
+    layer = QgsRasterLayer(str(out), "fused")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:4326" and (layer.width(), layer.height()) == (240, 240)
+    with rasterio.open(out) as src:
+        assert src.tags()["NLF_SEED"] == "3"
+
+
+def test_fuse_from_project_layers_with_an_extent_in_another_crs(processing_run, sample, tmp_path):
+    dmsp = QgsRasterLayer(str(sample["dmsp"]), "dmsp")
+    viirs = QgsRasterLayer(str(sample["reference"]), "viirs")
+    extent = QgsReferencedRectangle(
+        QgsRectangle(27829.9, 27642.4, 55659.7, 55331.2), QgsCoordinateReferenceSystem("EPSG:3857")
+    )  # ≈ 0.25°..0.5°
+    out = tmp_path / "fused.tif"
+    processing_run("nightlightfusion:fuse", {"DMSP": dmsp, "VIIRS": viirs, "EXTENT": extent, "OUTPUT": str(out)})
+    with rasterio.open(out) as src:
+        assert src.bounds.left == pytest.approx(0.25, abs=0.005) and src.bounds.right == pytest.approx(0.5, abs=0.005)
+
+
+def test_intercalibrate(processing_run, sample, tmp_path):
+    out = tmp_path / "dnc.tif"
+    processing_run("nightlightfusion:intercalibrate", {"DMSP": str(sample["dmsp"]), "OUTPUT": str(out)})
+    with rasterio.open(out) as src:
+        assert src.read(1).max() <= 63 and src.tags()["NLF_METHOD"] == "intercalibrate"
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("swapped", "0–63 DN"),
+        ("no_overlap", "do not overlap"),
+        ("multiband", "single-band"),
+        ("extent_outside", "outside the inputs"),
+        ("unwritable", "Cannot write"),
+    ],
+)
+def test_bad_input_gives_a_clear_processing_error_and_no_output(processing_run, sample, tmp_path, case, message):
+    params = {"DMSP": str(sample["dmsp"]), "VIIRS": str(sample["reference"]), "OUTPUT": str(tmp_path / "out.tif")}
+    if case == "swapped":
+        params["DMSP"], params["VIIRS"] = str(sample["reference"]), str(sample["reference"])
+    elif case == "no_overlap":
+        params["DMSP"] = str(write_raster(tmp_path / "far.tif", np.ones((10, 10), np.uint8), west=50, north=50))
+    elif case == "multiband":
+        params["DMSP"] = str(write_raster(tmp_path / "rgb.tif", np.ones((3, 10, 10), np.uint8)))
+    elif case == "extent_outside":
+        params["EXTENT"] = "40,41,40,41 [EPSG:4326]"
+    elif case == "unwritable":
+        params["OUTPUT"] = "/proc/nlf/out.tif"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(QgsProcessingException, match=message):
+        processing_run("nightlightfusion:fuse", params)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_missing_rasterio_is_reported_with_install_instructions(processing_run, sample, tmp_path, monkeypatch):
+    for name in list(sys.modules):
+        if name == "rasterio" or name.startswith("rasterio.") or name.startswith("nightlight_fusion_plugin.core.fuse"):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio -> ImportError
+    with pytest.raises(QgsProcessingException, match="pip install rasterio"):
+        processing_run("nightlightfusion:fuse", {"DMSP": str(sample["dmsp"]), "OUTPUT": str(tmp_path / "o.tif")})
+    # the plugin itself still loads: provider and algorithms exist without rasterio
+    from nightlight_fusion_plugin.processing.provider import NightlightFusionProvider
+
+    provider = NightlightFusionProvider()
+    provider.loadAlgorithms()
+    assert len(provider.algorithms()) == 2

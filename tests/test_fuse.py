@@ -47,7 +47,9 @@ def test_without_reference_the_fixed_curve_and_a_15_arcsec_grid(tmp_path, sample
     assert any("fixed" in note for note in result.notes)
     with rasterio.open(out) as src:
         assert src.res == pytest.approx((1 / 240, 1 / 240)) and src.crs.to_epsg() == 4326
-        assert src.shape == (240, 240)
+        # covers the DMSP (0–1°) to within one pixel, on the VIIRS product lattice
+        assert src.bounds == pytest.approx((0, 0, 1, 1), abs=1 / 240 + 1e-9)
+        assert src.shape == (241, 241)
 
 
 def test_block_size_does_not_change_the_result(tmp_path, sample):

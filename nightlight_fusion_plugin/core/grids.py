@@ -27,9 +27,11 @@ from .errors import InputError
 VIIRS_PIXEL_DEG = 1.0 / 240.0  # 15 arc-seconds
 DMSP_PIXEL_DEG = 1.0 / 120.0  # 30 arc-seconds
 WGS84 = CRS.from_epsg(4326)
-# The global VIIRS/DMSP products are gridded from (-180, 75) (VIIRS tiles) or (-180, 90); both are
-# multiples of 15″, so snapping to a lattice anchored at (-180, 90) keeps pixels on the product grid.
-GLOBAL_ORIGIN = (-180.0, 90.0)
+# Pixel corners of NOAA's global products sit half a pixel off the whole-degree lines (VIIRS tiles start
+# at 180.00208333°W, DMSP stable lights at 180.00416667°W): anchor the lattices there so output pixels
+# coincide with product pixels.
+VIIRS_LATTICE_ORIGIN = (-180.0 - VIIRS_PIXEL_DEG / 2, 90.0 + VIIRS_PIXEL_DEG / 2)
+DMSP_LATTICE_ORIGIN = (-180.0 - DMSP_PIXEL_DEG / 2, 90.0 + DMSP_PIXEL_DEG / 2)
 
 Bounds = tuple[float, float, float, float]  # left, bottom, right, top
 
@@ -112,6 +114,11 @@ def inspect_raster(path: str | os.PathLike, role: str) -> RasterInfo:
     return info
 
 
+def lattice(pixel_deg: float, origin: tuple[float, float]) -> Affine:
+    """Geotransform of a global EPSG:4326 lattice with square pixels."""
+    return Affine(pixel_deg, 0, origin[0], 0, -pixel_deg, origin[1])
+
+
 def _intersect(a: Bounds, b: Bounds) -> Bounds | None:
     left, bottom = max(a[0], b[0]), max(a[1], b[1])
     right, top = min(a[2], b[2]), min(a[3], b[3])
@@ -153,7 +160,7 @@ def output_grid(
             )
     else:
         crs, limit = WGS84, None
-        base = Affine(VIIRS_PIXEL_DEG, 0, GLOBAL_ORIGIN[0], 0, -VIIRS_PIXEL_DEG, GLOBAL_ORIGIN[1])
+        base = lattice(VIIRS_PIXEL_DEG, VIIRS_LATTICE_ORIGIN)
         area = dmsp.bounds_in(crs)
     if extent is not None:
         ext_crs = CRS.from_user_input(extent_crs) if extent_crs is not None else crs

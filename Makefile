@@ -21,11 +21,11 @@ demo: setup
 	@echo "persistence (the 2015 reference taken as the 2005 map) vs the 2005 truth:"
 	@$(PY) -m $(PLUGIN) compare $(PLUGIN)/sample_data/viirs_2015_reference_sample.tif $(PLUGIN)/sample_data/viirs_2005_truth_sample.tif
 
-test: setup
+test: setup-training
 	$(PY) -m ruff check .
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests
 
-lint: setup
+lint: setup-training
 	$(PY) -m ruff check .
 
 ## Plugin zip for plugins.qgis.org, built with pb_tool into dist/.

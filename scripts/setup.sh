@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qgis python3-qgis qgis-providers python3-rasterio python3-venv xvfb zip)
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-rasterio python3-scipy python3-matplotlib python3-venv xvfb zip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

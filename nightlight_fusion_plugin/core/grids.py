@@ -256,3 +256,20 @@ class MeanReader:
         total = np.where(valid, stack, 0.0).sum(axis=0)
         count = valid.sum(axis=0)
         return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+
+
+def upsample2_bilinear(coarse: np.ndarray) -> np.ndarray:
+    """2× bilinear upsampling between nested lattices (30″ -> 15″), as GDAL's bilinear warp computes it
+    inside the raster: fine pixel 2k sits at coarse coordinate k-0.25, 2k+1 at k+0.25 (edges replicated).
+    Training uses it for in-memory pairs so models see DMSP aligned exactly as the engine's warp gives it."""
+    padded = np.pad(np.asarray(coarse, dtype=np.float32), 1, mode="edge")
+
+    def along(a: np.ndarray, axis: int) -> np.ndarray:
+        a = np.moveaxis(a, axis, 0)
+        centre, before, after = a[1:-1], a[:-2], a[2:]
+        out = np.empty((2 * centre.shape[0],) + centre.shape[1:], dtype=np.float32)
+        out[0::2] = 0.75 * centre + 0.25 * before
+        out[1::2] = 0.75 * centre + 0.25 * after
+        return np.moveaxis(out, 0, axis)
+
+    return along(along(padded, 0), 1)

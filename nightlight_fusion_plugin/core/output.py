@@ -72,9 +72,18 @@ def overview_factors(width: int, height: int, smallest: int = 32) -> list[int]:
 class RasterWriter:
     """Context manager writing a Grid-shaped radiance raster atomically."""
 
-    def __init__(self, output: Path, grid: Grid, tags: dict[str, str], description: str, units: str = RADIANCE_UNITS):
+    def __init__(
+        self,
+        output: Path,
+        grid: Grid,
+        tags: dict[str, str],
+        description: str,
+        units: str = RADIANCE_UNITS,
+        dtype: str = "float32",
+        nodata: float = np.nan,
+    ):
         self.output, self.grid, self.tags, self.description = Path(output), grid, tags, description
-        self.units = units
+        self.units, self.dtype, self.nodata = units, dtype, nodata
         self.partial = partial_path(self.output)
         self._dst = None
 
@@ -86,12 +95,13 @@ class RasterWriter:
             transform=self.grid.transform,
             width=self.grid.width,
             height=self.grid.height,
-            **GTIFF_OPTIONS,
+            **{**GTIFF_OPTIONS, "dtype": self.dtype, "nodata": self.nodata,
+               "predictor": 3 if self.dtype.startswith("float") else 2},
         )
         return self
 
     def write(self, array: np.ndarray, window) -> None:
-        self._dst.write(np.asarray(array, dtype=np.float32), 1, window=window)
+        self._dst.write(np.asarray(array, dtype=self.dtype), 1, window=window)
 
     def finish(self) -> None:
         """Overviews, tags, then the rename that makes the output appear."""

@@ -71,7 +71,7 @@ class ViirsParameters:
     """VIIRS DNB annual composite model (true radiance -> composite radiance, both on the 15″ grid)."""
 
     psf_fwhm_km: float = 0.75  # DNB footprint ~742 m (Miller 2013) on a 463 m grid
-    noise_floor: float = 0.2  # nW/cm²/sr, std of dark-sky noise in annual composites (Elvidge 2017)
+    noise_floor: float = 0.1  # nW/cm²/sr, std of dark-sky noise in annual composites (Elvidge 2017)
     noise_relative: float = 0.05  # relative noise of lit pixels (temporal variability of lights)
     background_offset: float = -0.05  # slightly negative dark background after stray-light correction
     outlier_rate: float = 2e-5  # fires/flare bursts per pixel: rare but huge

@@ -1,0 +1,102 @@
+"""torch Datasets over simulated pairs (streamed) and real GeoTIFF pairs; transforms come from core."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from nightlight_fusion_plugin.core.grids import upsample2_bilinear
+from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
+from nightlight_fusion_plugin.core.transforms import dmsp_to_model, radiance_to_model
+
+from ..simulate.pairs import make_pair
+
+CONDITION_CHANNELS = ("dmsp", "reference", "reference_mask")
+
+
+def to_model_space(dmsp_dn_fine: np.ndarray, satellite: str | None, year: int | None,
+                   reference: np.ndarray | None, target: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Stack physical arrays on the VIIRS grid into model inputs (the same steps the inference engine takes:
+    DMSP raw DN already resampled to the VIIRS grid -> intercalibration -> scaling)."""
+    dnc = intercalibration_for(satellite, year).apply(dmsp_dn_fine)
+    dmsp = dmsp_to_model(np.nan_to_num(dnc, nan=0.0))
+    if reference is None:
+        ref, mask = np.zeros_like(dmsp), np.zeros_like(dmsp)
+    else:
+        mask = np.isfinite(reference).astype(np.float32)
+        ref = np.where(mask > 0, radiance_to_model(np.nan_to_num(reference, nan=0.0)), 0.0).astype(np.float32)
+    out = {"condition": np.stack([dmsp, ref, mask]).astype(np.float32)}
+    if target is not None:
+        valid = np.isfinite(target) & np.isfinite(dmsp_dn_fine)
+        out["target"] = np.where(valid, radiance_to_model(np.nan_to_num(target, nan=0.0)), 0.0)[None].astype(np.float32)
+        out["valid"] = valid[None].astype(np.float32)
+    return out
+
+
+def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random flip and rot90, the same for every array (night lights have no preferred orientation)."""
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    out = {}
+    for key, a in arrays.items():
+        a = np.rot90(a, k, axes=(-2, -1))
+        out[key] = np.ascontiguousarray(a[..., ::-1] if flip else a)
+    return out
+
+
+class SyntheticPairs(Dataset):
+    """Simulated tiles generated on the fly: item i is always the same tile (seeded by (seed, i)).
+
+    reference_dropout: probability of hiding the reference (models must also work without one).
+    spread: width of the sensor-parameter randomisation (1.0 = training range).
+    robustness_holdout: sensor parameters outside the training range (the robustness test set).
+    """
+
+    def __init__(self, length: int, tile: int = 64, seed: int = 0, reference_dropout: float = 0.3,
+                 spread: float = 1.0, robustness_holdout: bool = False, augment: bool = True,
+                 reference_years: tuple[int, int] | None = None):
+        self.length, self.tile, self.seed = length, tile, seed
+        self.reference_dropout, self.spread = reference_dropout, spread
+        self.robustness_holdout, self.augment = robustness_holdout, augment
+        self.reference_years = reference_years
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, index, 7])
+        reference_year = None
+        if self.reference_years is not None:
+            reference_year = int(rng.integers(self.reference_years[0], self.reference_years[1] + 1))
+        pair = make_pair(int(self.seed * 1_000_003 + index), self.tile, reference_year=reference_year,
+                         spread=self.spread, robustness_holdout=self.robustness_holdout)
+        dmsp_fine = upsample2_bilinear(pair.dmsp_dn.astype(np.float32))
+        reference = None if rng.random() < self.reference_dropout else pair.viirs_reference
+        arrays = to_model_space(dmsp_fine, pair.satellite, pair.year, reference, pair.viirs_truth)
+        if self.augment:
+            arrays = augment(arrays, rng)
+        return {key: torch.from_numpy(value) for key, value in arrays.items()}
+
+
+def build_dataset(config: dict, split: str) -> Dataset:
+    """Dataset from a config's [data] table. split: 'train', 'val' or 'test' (disjoint seeds).
+
+    Keys: kind ('synthetic'), tile, length (train), val_length, seed, reference_dropout, spread.
+    """
+    known = {"kind", "tile", "length", "val_length", "seed", "reference_dropout", "spread"}
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(f"Unknown key(s) in [data]: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+    kind = config.get("kind", "synthetic")
+    if kind != "synthetic":
+        raise ValueError(f"Unknown data kind '{kind}' (known: synthetic)")
+    offsets = {"train": 0, "val": 10_000, "test": 20_000}
+    if split not in offsets:
+        raise ValueError(f"Unknown split '{split}'")
+    seed = int(config.get("seed", 0)) + offsets[split]
+    length = int(config.get("length", 10_000)) if split == "train" else int(config.get("val_length", 64))
+    return SyntheticPairs(length, tile=int(config.get("tile", 64)), seed=seed,
+                          reference_dropout=float(config.get("reference_dropout", 0.3)) if split == "train" else 0.0,
+                          spread=float(config.get("spread", 1.0)), augment=split == "train")

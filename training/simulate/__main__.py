@@ -1,0 +1,70 @@
+"""python -m training.simulate {pairs,dmsp,calibrate,figure} — see docs/training_data.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nightlight_fusion_plugin.core.errors import FusionError
+
+DEFAULT_REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.simulate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pairs", help="write N simulated scenes (DMSP t, VIIRS t_ref, VIIRS t truth) + manifest")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--count", type=int, default=10)
+    p.add_argument("--size", type=int, default=256, help="scene side in VIIRS (15″) pixels; even")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--spread", type=float, default=1.0, help="width of the sensor-parameter randomisation")
+    p.add_argument("--robustness-holdout", action="store_true", help="sensor parameters outside the training range")
+    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("dmsp", help="DMSP-like DN from a VIIRS radiance raster (30″ EPSG:4326 output)")
+    p.add_argument("--viirs", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--satellite", default="F18")
+    p.add_argument("--year", type=int, default=2013)
+    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("calibrate", help="fit the DMSP sensor model on real Athens DMSP vs Greece VIIRS")
+    p.add_argument("--real", type=Path, default=DEFAULT_REAL, help="../shared/data/real")
+    p.add_argument("--iterations", type=int, default=600)
+    p.add_argument("--docs", type=Path, default=Path("docs/training_data.md"))
+    p = sub.add_parser("figure", help="simulated vs real tiles side by side (PNG)")
+    p.add_argument("--real", type=Path, default=DEFAULT_REAL)
+    p.add_argument("--output", type=Path, default=Path("docs/images/simulator_vs_real.png"))
+    p.add_argument("--seed", type=int, default=6, help="scene seed (6: an urban scene on a coast)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "pairs":
+            from .writer import write_pairs
+
+            print(write_pairs(args.out, args.count, args.size, args.seed, args.spread, args.robustness_holdout,
+                              args.overwrite))
+        elif args.command == "dmsp":
+            from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
+
+            result = simulate_dmsp_raster(args.viirs, args.output, args.satellite, args.year, overwrite=args.overwrite)
+            g = result.grid
+            print(f"wrote {result.output}: {g.width}×{g.height} px, 30″ EPSG:4326, {args.satellite} {args.year}")
+        elif args.command == "calibrate":
+            from .calibrate import markdown_table, run
+            from .docs import replace_section
+
+            report = run(args.real, iterations=args.iterations)
+            replace_section(args.docs, "calibration", markdown_table(report))
+            print(markdown_table(report))
+        elif args.command == "figure":
+            from .figure import make_figure
+
+            print(make_figure(args.real, args.output, args.seed))
+    except (FusionError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

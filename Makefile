@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PLUGIN := nightlight_fusion_plugin
 SHARED ?= ../shared/data
 
-.PHONY: setup setup-training demo test lint zip sample default-curve clean
+.PHONY: setup setup-training demo test lint zip sample default-curve bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -44,6 +44,10 @@ default-curve: setup
 	$(PY) -m $(PLUGIN) calibrate --dmsp $(SHARED)/real/athens/dmsp_F18_2013_stable_lights.tif \
 	    --viirs $(SHARED)/real/greece/viirs_dnb_monthly_2017_*.tif \
 	    --output $(PLUGIN)/core/data/default_radiance_curve.json --overwrite
+
+## Speed and memory targets (never timed tests): writes benchmarks/results.json and benchmarks/results.md.
+bench: setup-training
+	PYTHONPATH=. $(PY) -m benchmarks.bench_simulator
 
 clean:
 	rm -rf build dist demo_output .pytest_cache

@@ -53,10 +53,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     g = result.grid
-    print(
-        f"wrote {result.output}: {g.width}×{g.height} px, {g.crs.to_string()}, model {result.model}, "
-        f"{result.seconds:.1f} s"
-    )
+    print(f"wrote {result.output}: {g.width}×{g.height} px, {g.crs.to_string()}, model {result.model}, {result.seconds:.1f} s")
     return 0
 
 

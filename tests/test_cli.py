@@ -66,9 +66,7 @@ def test_bundled_sample_is_what_the_generator_makes(tmp_path):
 
 def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     sample = REPO / "nightlight_fusion_plugin" / "sample_data"
-    done = cli(
-        "fuse", "--dmsp", sample / "viirs_2015_reference_sample.tif", "--output", tmp_path / "o.tif", check=False
-    )
+    done = cli("fuse", "--dmsp", sample / "viirs_2015_reference_sample.tif", "--output", tmp_path / "o.tif", check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
     assert not (tmp_path / "o.tif").exists()
@@ -89,9 +87,7 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path):
 def test_sao_tome_real_dmsp_1992_with_real_viirs_2014(real_data, tmp_path):
     out = tmp_path / "sao_tome_1992.tif"
     viirs = real_data / "sao_tome" / "viirs_dnb_monthly_2014_01.tif"
-    done = cli(
-        "fuse", "--dmsp", real_data / "sao_tome" / "dmsp_1992_stable_lights.tif", "--viirs", viirs, "--output", out
-    )
+    done = cli("fuse", "--dmsp", real_data / "sao_tome" / "dmsp_1992_stable_lights.tif", "--viirs", viirs, "--output", out)
     assert "F10 1992" in done.stderr  # satellite inferred from the year
     with rasterio.open(out) as src, rasterio.open(viirs) as ref:
         assert src.crs == ref.crs and src.res == pytest.approx(ref.res)

@@ -45,9 +45,7 @@ def qgis_profile(plugin_zip, tmp_path_factory):
     plugins.mkdir(parents=True)
     with zipfile.ZipFile(plugin_zip) as zf:
         zf.extractall(plugins)
-    done = subprocess.run(
-        [QGIS_PROCESS, "plugins", "enable", PLUGIN], env=env, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([QGIS_PROCESS, "plugins", "enable", PLUGIN], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return env, plugins / PLUGIN
 

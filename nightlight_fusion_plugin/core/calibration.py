@@ -68,9 +68,7 @@ def default_curve() -> RadianceCurve:
     return RadianceCurve.from_json(DEFAULT_CURVE_JSON)
 
 
-def fit_radiance_curve(
-    dnc: np.ndarray, dmsp_dn: np.ndarray, viirs_radiance: np.ndarray, source: str
-) -> RadianceCurve | None:
+def fit_radiance_curve(dnc: np.ndarray, dmsp_dn: np.ndarray, viirs_radiance: np.ndarray, source: str) -> RadianceCurve | None:
     """Fit the curve on co-located samples; None when the overlap has too few lit pixels to fit."""
     dnc, dmsp_dn, rad = (np.asarray(x, dtype=np.float64).ravel() for x in (dnc, dmsp_dn, viirs_radiance))
     ok = np.isfinite(dnc) & np.isfinite(rad) & np.isfinite(dmsp_dn)

@@ -85,21 +85,43 @@ def simulate_dmsp_raster(
     # Margin (in 15″ pixels, even) wide enough for the halo: 4σ at the equator's pixel size.
     sigma_px = fwhm_to_sigma(params.halo_fwhm_km) / pixel_size_km(0.0, DMSP_PIXEL_DEG / 2)[1]
     margin = int(np.ceil(4 * sigma_px / 2)) * 2 + 2
-    fine = Grid(WGS84, out_grid.transform * Affine.scale(0.5) * Affine.translation(-margin, -margin),
-                out_grid.width * 2 + 2 * margin, out_grid.height * 2 + 2 * margin)
+    fine = Grid(
+        WGS84,
+        out_grid.transform * Affine.scale(0.5) * Affine.translation(-margin, -margin),
+        out_grid.width * 2 + 2 * margin,
+        out_grid.height * 2 + 2 * margin,
+    )
     resampling = Resampling.average if abs(info.transform.a) < DMSP_PIXEL_DEG / 2 * 0.75 else Resampling.bilinear
-    tags = {"NLF_METHOD": "simulate_dmsp", "NLF_VIIRS": os.path.abspath(viirs_path),
-            "NLF_DMSP_SENSOR": repr(params.to_dict()), "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}"}
+    tags = {
+        "NLF_METHOD": "simulate_dmsp",
+        "NLF_VIIRS": os.path.abspath(viirs_path),
+        "NLF_DMSP_SENSOR": repr(params.to_dict()),
+        "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}",
+    }
     total = out_grid.block_count(BLOCK)
-    with AlignedReader(info, fine, resampling) as reader, RasterWriter(
-        path, out_grid, tags, f"DMSP-OLS-like stable lights DN ({params.satellite} {params.year})", units="DN",
-        dtype="uint8", nodata=DMSP_NODATA,
-    ) as writer:
+    with (
+        AlignedReader(info, fine, resampling) as reader,
+        RasterWriter(
+            path,
+            out_grid,
+            tags,
+            f"DMSP-OLS-like stable lights DN ({params.satellite} {params.year})",
+            units="DN",
+            dtype="uint8",
+            nodata=DMSP_NODATA,
+        ) as writer,
+    ):
         for i, window in enumerate(out_grid.blocks(BLOCK)):
             if is_cancelled is not None and is_cancelled():
                 raise CancelledError("Cancelled by the user; no output was written.")
-            radiance = reader.read(Window(2 * window.col_off, 2 * window.row_off,
-                                          2 * window.width + 2 * margin, 2 * window.height + 2 * margin))
+            radiance = reader.read(
+                Window(
+                    2 * window.col_off,
+                    2 * window.row_off,
+                    2 * window.width + 2 * margin,
+                    2 * window.height + 2 * margin,
+                )
+            )
             top = out_grid.transform.f + out_grid.transform.e * (window.row_off + window.height / 2)
             pixel_km = pixel_size_km(top, DMSP_PIXEL_DEG / 2)
             blurred = aggregate(dmsp_blur(radiance, pixel_km, params))
@@ -111,5 +133,6 @@ def simulate_dmsp_raster(
             report(0.95 * (i + 1) / total, f"Block {i + 1}/{total}")
         writer.finish()
     report(1.0, "Done")
-    return FuseResult(str(path), "simulate_dmsp", out_grid, time.perf_counter() - started,
-                      [f"DMSP sensor: {params.to_dict()}"], tags)
+    return FuseResult(
+        str(path), "simulate_dmsp", out_grid, time.perf_counter() - started, [f"DMSP sensor: {params.to_dict()}"], tags
+    )

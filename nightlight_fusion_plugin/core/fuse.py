@@ -54,9 +54,7 @@ def check_dmsp_values(dmsp: RasterInfo, grid: Grid) -> None:
     """DMSP stable lights are 6-bit DN (0–63): anything else is another product or a swapped input."""
     stats = value_range(dmsp, grid_bounds_in(grid, dmsp.crs))
     if stats.valid_pixels == 0:
-        raise InputError(
-            f"The DMSP raster {dmsp.path} has no valid pixels in the chosen area (all nodata); choose another area."
-        )
+        raise InputError(f"The DMSP raster {dmsp.path} has no valid pixels in the chosen area (all nodata); choose another area.")
     if stats.maximum > DN_SATURATED + 0.5 or stats.minimum < -0.5:
         hint = (
             "it looks like a VIIRS radiance raster: pass it as the VIIRS reference instead"

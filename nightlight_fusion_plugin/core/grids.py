@@ -108,9 +108,7 @@ def inspect_raster(path: str | os.PathLike, role: str) -> RasterInfo:
             f"(NOAA night-light products are EPSG:4326: gdal_edit.py -a_srs EPSG:4326, or QGIS 'Assign projection')."
         )
     if transform.b != 0 or transform.d != 0:
-        raise InputError(
-            f"{role} raster {path} has a rotated geotransform; warp it to a north-up grid first (gdalwarp)."
-        )
+        raise InputError(f"{role} raster {path} has a rotated geotransform; warp it to a north-up grid first (gdalwarp).")
     return info
 
 
@@ -166,9 +164,7 @@ def output_grid(
         ext_crs = CRS.from_user_input(extent_crs) if extent_crs is not None else crs
         left, bottom, right, top = extent
         if not (right > left and top > bottom):
-            raise InputError(
-                f"The extent {_fmt(extent)} is empty: give xmin,ymin,xmax,ymax with xmin<xmax and ymin<ymax."
-            )
+            raise InputError(f"The extent {_fmt(extent)} is empty: give xmin,ymin,xmax,ymax with xmin<xmax and ymin<ymax.")
         ext = extent if ext_crs == crs else tuple(transform_bounds(ext_crs, crs, *extent, densify_pts=21))
         clipped = _intersect(area, ext)
         if clipped is None:

@@ -91,9 +91,7 @@ def intercalibration_for(satellite: str | None, year: int | None) -> Intercalibr
     if satellite is not None:
         satellite = satellite.strip().upper()
         if not re.fullmatch(r"F1[0-8]", satellite):
-            raise InputError(
-                f"Unknown DMSP satellite '{satellite}': use one of F10 … F18 (e.g. F18), or leave it empty."
-            )
+            raise InputError(f"Unknown DMSP satellite '{satellite}': use one of F10 … F18 (e.g. F18), or leave it empty.")
     if year is not None and not 1992 <= year <= 2013:
         raise InputError(f"DMSP-OLS stable lights exist for 1992–2013; got year {year}. Check the DMSP year.")
     if satellite and year and (satellite, year) in table:

@@ -43,6 +43,5 @@ def model_entry(model_id: str | None) -> ModelEntry:
             return entry
     known = ", ".join(m.id for m in available_models())
     raise InputError(
-        f"Unknown model '{model_id}'. Available models: {known} "
-        "(list them with: python -m nightlight_fusion_plugin models)."
+        f"Unknown model '{model_id}'. Available models: {known} (list them with: python -m nightlight_fusion_plugin models)."
     )

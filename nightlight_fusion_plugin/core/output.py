@@ -95,8 +95,12 @@ class RasterWriter:
             transform=self.grid.transform,
             width=self.grid.width,
             height=self.grid.height,
-            **{**GTIFF_OPTIONS, "dtype": self.dtype, "nodata": self.nodata,
-               "predictor": 3 if self.dtype.startswith("float") else 2},
+            **{
+                **GTIFF_OPTIONS,
+                "dtype": self.dtype,
+                "nodata": self.nodata,
+                "predictor": 3 if self.dtype.startswith("float") else 2,
+            },
         )
         return self
 

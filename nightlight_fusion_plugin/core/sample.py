@@ -86,9 +86,7 @@ def radiance_field(year: int, size: int = 240, seed: int = 7) -> np.ndarray:
             target = min(towns[:i], key=lambda t: np.hypot(t.row - town.row, t.col - town.col))
             field += 1.2 * g * np.exp(-0.5 * (_segment_distance(rows, cols, town, target) / 0.8) ** 2)
     scatter_rng = np.random.default_rng(scatter_seed)
-    rural = scatter_rng.lognormal(0.0, 0.6, field.shape) * (
-        scatter_rng.random(field.shape) < 0.015 * (1 + (year - 2005) / 10)
-    )
+    rural = scatter_rng.lognormal(0.0, 0.6, field.shape) * (scatter_rng.random(field.shape) < 0.015 * (1 + (year - 2005) / 10))
     field = (field + rural) * land
     field[int(0.3 * size), int(0.93 * size)] += 400.0  # offshore gas flare
     return field.astype(np.float32)
@@ -111,9 +109,7 @@ def dmsp_stable_lights(radiance: np.ndarray, satellite: str = "F15", year: int =
     return np.clip(np.rint(raw), 0, 63).astype(np.uint8)
 
 
-def write_sample(
-    out_dir: str | os.PathLike, size: int = 240, seed: int = 7, overwrite: bool = False
-) -> dict[str, Path]:
+def write_sample(out_dir: str | os.PathLike, size: int = 240, seed: int = 7, overwrite: bool = False) -> dict[str, Path]:
     """Write the three sample GeoTIFFs (DMSP 2005, VIIRS 2015 reference, VIIRS 2005 truth) into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,9 +136,7 @@ def write_sample(
             **common,
         ) as dst:
             dst.write(data, 1)
-            dst.update_tags(
-                **tags, NLF_CONTENT=f"VIIRS-like radiance nW/cm2/sr, year {2005 if key == 'truth' else 2015}"
-            )
+            dst.update_tags(**tags, NLF_CONTENT=f"VIIRS-like radiance nW/cm2/sr, year {2005 if key == 'truth' else 2015}")
     with rasterio.open(
         paths["dmsp"],
         "w",

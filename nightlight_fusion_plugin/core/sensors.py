@@ -54,12 +54,12 @@ class DmspParameters:
     year: int = 1999
 
     @classmethod
-    def calibrated(cls) -> "DmspParameters":
+    def calibrated(cls) -> DmspParameters:
         """The parameters fitted on real Athens DMSP vs Greece VIIRS (see docs/training_data.md)."""
         payload = json.loads(CALIBRATED_DMSP_JSON.read_text())
         return cls(**payload["parameters"])
 
-    def with_satellite(self, satellite: str | None, year: int | None) -> "DmspParameters":
+    def with_satellite(self, satellite: str | None, year: int | None) -> DmspParameters:
         return replace(self, satellite=satellite or self.satellite, year=year or self.year)
 
     def to_dict(self) -> dict:

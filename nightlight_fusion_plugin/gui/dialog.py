@@ -128,10 +128,7 @@ class FuseDialog(QDialog):
         self.cancel_button.setEnabled(running)
         if not has_dmsp and not running:
             self.status.setText(
-                self.tr(
-                    "Load a DMSP-OLS stable-lights raster (and optionally a VIIRS DNB raster) "
-                    "into the project to start."
-                )
+                self.tr("Load a DMSP-OLS stable-lights raster (and optionally a VIIRS DNB raster) into the project to start.")
             )
 
     # --- running -------------------------------------------------------------------------------------
@@ -152,9 +149,7 @@ class FuseDialog(QDialog):
     def run(self) -> None:
         algorithm = QgsApplication.processingRegistry().createAlgorithmById("nightlightfusion:fuse")
         if algorithm is None:
-            self.status.setText(
-                self.tr("The Nightlight Fusion Processing provider is not loaded; re-enable the plugin.")
-            )
+            self.status.setText(self.tr("The Nightlight Fusion Processing provider is not loaded; re-enable the plugin."))
             return
         self.context = QgsProcessingContext()
         self.context.setProject(QgsProject.instance())

@@ -106,9 +106,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         self._model = self.parameterAsEnumString(parameters, self.MODEL, context) or default_model().id
         self._seed = self.parameterAsInt(parameters, self.SEED, context)
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
-        self._year = (
-            self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
-        )
+        self._year = self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
         self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         return True
 

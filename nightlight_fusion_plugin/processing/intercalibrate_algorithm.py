@@ -39,9 +39,7 @@ class IntercalibrateAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.DMSP, self.tr("DMSP-OLS stable lights (DN 0–63)")))
-        self.addParameter(
-            QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True)
-        )
+        self.addParameter(QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True))
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.YEAR,
@@ -60,9 +58,7 @@ class IntercalibrateAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("No DMSP layer given: choose a DMSP-OLS stable-lights raster."))
         self._dmsp = raster_file(dmsp, "DMSP")
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
-        self._year = (
-            self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
-        )
+        self._year = self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
         self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         return True
 

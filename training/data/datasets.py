@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from nightlight_fusion_plugin.core.grids import upsample2_bilinear
 from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
@@ -15,8 +15,13 @@ from ..simulate.pairs import make_pair
 CONDITION_CHANNELS = ("dmsp", "reference", "reference_mask")
 
 
-def to_model_space(dmsp_dn_fine: np.ndarray, satellite: str | None, year: int | None,
-                   reference: np.ndarray | None, target: np.ndarray | None) -> dict[str, np.ndarray]:
+def to_model_space(
+    dmsp_dn_fine: np.ndarray,
+    satellite: str | None,
+    year: int | None,
+    reference: np.ndarray | None,
+    target: np.ndarray | None,
+) -> dict[str, np.ndarray]:
     """Stack physical arrays on the VIIRS grid into model inputs (the same steps the inference engine takes:
     DMSP raw DN already resampled to the VIIRS grid -> intercalibration -> scaling)."""
     dnc = intercalibration_for(satellite, year).apply(dmsp_dn_fine)
@@ -52,9 +57,17 @@ class SyntheticPairs(Dataset):
     robustness_holdout: sensor parameters outside the training range (the robustness test set).
     """
 
-    def __init__(self, length: int, tile: int = 64, seed: int = 0, reference_dropout: float = 0.3,
-                 spread: float = 1.0, robustness_holdout: bool = False, augment: bool = True,
-                 reference_years: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        length: int,
+        tile: int = 64,
+        seed: int = 0,
+        reference_dropout: float = 0.3,
+        spread: float = 1.0,
+        robustness_holdout: bool = False,
+        augment: bool = True,
+        reference_years: tuple[int, int] | None = None,
+    ):
         self.length, self.tile, self.seed = length, tile, seed
         self.reference_dropout, self.spread = reference_dropout, spread
         self.robustness_holdout, self.augment = robustness_holdout, augment
@@ -70,8 +83,13 @@ class SyntheticPairs(Dataset):
         reference_year = None
         if self.reference_years is not None:
             reference_year = int(rng.integers(self.reference_years[0], self.reference_years[1] + 1))
-        pair = make_pair(int(self.seed * 1_000_003 + index), self.tile, reference_year=reference_year,
-                         spread=self.spread, robustness_holdout=self.robustness_holdout)
+        pair = make_pair(
+            int(self.seed * 1_000_003 + index),
+            self.tile,
+            reference_year=reference_year,
+            spread=self.spread,
+            robustness_holdout=self.robustness_holdout,
+        )
         dmsp_fine = upsample2_bilinear(pair.dmsp_dn.astype(np.float32))
         reference = None if rng.random() < self.reference_dropout else pair.viirs_reference
         arrays = to_model_space(dmsp_fine, pair.satellite, pair.year, reference, pair.viirs_truth)
@@ -83,20 +101,51 @@ class SyntheticPairs(Dataset):
 def build_dataset(config: dict, split: str) -> Dataset:
     """Dataset from a config's [data] table. split: 'train', 'val' or 'test' (disjoint seeds).
 
-    Keys: kind ('synthetic'), tile, length (train), val_length, seed, reference_dropout, spread.
+    Keys: kind ('synthetic', 'semi_real' or 'mixed'), tile, length (train), val_length, seed,
+    reference_dropout, spread, semi_real_fraction (mixed: share of semi-real Greece tiles), real_dir.
+    Semi-real validation/test tiles come from the Greece hold-out region only.
     """
-    known = {"kind", "tile", "length", "val_length", "seed", "reference_dropout", "spread"}
+    known = {
+        "kind",
+        "tile",
+        "length",
+        "val_length",
+        "seed",
+        "reference_dropout",
+        "spread",
+        "semi_real_fraction",
+        "real_dir",
+    }
     unknown = set(config) - known
     if unknown:
         raise ValueError(f"Unknown key(s) in [data]: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
     kind = config.get("kind", "synthetic")
-    if kind != "synthetic":
-        raise ValueError(f"Unknown data kind '{kind}' (known: synthetic)")
+    if kind not in ("synthetic", "semi_real", "mixed"):
+        raise ValueError(f"Unknown data kind '{kind}' (known: synthetic, semi_real, mixed)")
     offsets = {"train": 0, "val": 10_000, "test": 20_000}
     if split not in offsets:
         raise ValueError(f"Unknown split '{split}'")
     seed = int(config.get("seed", 0)) + offsets[split]
     length = int(config.get("length", 10_000)) if split == "train" else int(config.get("val_length", 64))
-    return SyntheticPairs(length, tile=int(config.get("tile", 64)), seed=seed,
-                          reference_dropout=float(config.get("reference_dropout", 0.3)) if split == "train" else 0.0,
-                          spread=float(config.get("spread", 1.0)), augment=split == "train")
+    tile, spread = int(config.get("tile", 64)), float(config.get("spread", 1.0))
+    dropout = float(config.get("reference_dropout", 0.3)) if split == "train" else 0.0
+    synthetic = SyntheticPairs(length, tile=tile, seed=seed, reference_dropout=dropout, spread=spread, augment=split == "train")
+    if kind == "synthetic":
+        return synthetic
+    from .real import DEFAULT_REAL, SemiRealGreece
+
+    semi = SemiRealGreece(
+        "train" if split == "train" else "holdout",
+        tile=tile,
+        length=length,
+        seed=seed,
+        real_dir=config.get("real_dir", DEFAULT_REAL),
+        spread=spread,
+        reference_dropout=dropout,
+        augment=split == "train",
+    )
+    if kind == "semi_real":
+        return semi
+    fraction = float(config.get("semi_real_fraction", 0.3))
+    n_semi = int(round(length * fraction))
+    return ConcatDataset([Subset(synthetic, range(length - n_semi)), Subset(semi, range(n_semi))])

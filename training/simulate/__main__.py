@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pairs":
             from .writer import write_pairs
 
-            print(write_pairs(args.out, args.count, args.size, args.seed, args.spread, args.robustness_holdout,
-                              args.overwrite))
+            print(write_pairs(args.out, args.count, args.size, args.seed, args.spread, args.robustness_holdout, args.overwrite))
         elif args.command == "dmsp":
             from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
 

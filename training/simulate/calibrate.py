@@ -52,8 +52,12 @@ def load_scene(real_dir: Path) -> CalibrationScene:
         real[real == src.nodata] = np.nan
         t, crs, width, height = src.transform, src.crs, src.width, src.height
         latitude = (src.bounds.top + src.bounds.bottom) / 2
-    fine = Grid(crs, t * Affine.scale(0.5) * Affine.translation(-MARGIN, -MARGIN),
-                2 * width + 2 * MARGIN, 2 * height + 2 * MARGIN)
+    fine = Grid(
+        crs,
+        t * Affine.scale(0.5) * Affine.translation(-MARGIN, -MARGIN),
+        2 * width + 2 * MARGIN,
+        2 * height + 2 * MARGIN,
+    )
     viirs = [inspect_raster(p, "VIIRS") for p in sorted(glob.glob(str(real_dir / "greece" / "viirs_dnb_monthly_2017_*.tif")))]
     if len(viirs) != 12:
         raise FileNotFoundError(f"expected the 12 Greece VIIRS monthly composites under {real_dir / 'greece'}")
@@ -108,18 +112,31 @@ def fit(scene: CalibrationScene, start: DmspParameters, iterations: int = 400) -
 
     x0 = np.log([getattr(start, k) for k in FITTED])
     x0[FITTED.index("halo_weight")] = np.log(start.halo_weight / (1 - start.halo_weight))
-    result = minimize(lambda x: objective(agreement(simulate(scene, params_of(x)), scene.real_dn)), x0,
-                      method="Nelder-Mead", options={"maxfev": iterations, "xatol": 1e-3, "fatol": 1e-5,
-                                                     "initial_simplex": x0 + 0.3 * np.vstack([np.zeros(len(x0)),
-                                                                                            np.eye(len(x0))])})
+    result = minimize(
+        lambda x: objective(agreement(simulate(scene, params_of(x)), scene.real_dn)),
+        x0,
+        method="Nelder-Mead",
+        options={
+            "maxfev": iterations,
+            "xatol": 1e-3,
+            "fatol": 1e-5,
+            "initial_simplex": x0 + 0.3 * np.vstack([np.zeros(len(x0)), np.eye(len(x0))]),
+        },
+    )
     return params_of(result.x)
 
 
 def radiance_stats(values: np.ndarray) -> dict[str, float]:
     v = values[np.isfinite(values)]
     p50, p90, p99, p999 = np.percentile(v, [50, 90, 99, 99.9])
-    return {"mean": float(v.mean()), "frac_gt_0.5": float((v > 0.5).mean()), "frac_gt_5": float((v > 5).mean()),
-            "p90": float(p90), "p99": float(p99), "p99.9": float(p999)}
+    return {
+        "mean": float(v.mean()),
+        "frac_gt_0.5": float((v > 0.5).mean()),
+        "frac_gt_5": float((v > 5).mean()),
+        "p90": float(p90),
+        "p99": float(p99),
+        "p99.9": float(p999),
+    }
 
 
 def realism(scene: CalibrationScene, count: int = 80, size: int = 128) -> dict[str, dict[str, float]]:
@@ -133,10 +150,16 @@ def realism(scene: CalibrationScene, count: int = 80, size: int = 128) -> dict[s
     real_viirs = scene.radiance[h:-h, h:-h]
     real_dmsp = scene.real_dn[np.isfinite(scene.real_dn)]
     return {
-        "simulated": {**radiance_stats(sim_viirs), "dmsp_lit": float((sim_dmsp > 0).mean()),
-                      "dmsp_saturated": float((sim_dmsp >= 63).mean())},
-        "athens_real": {**radiance_stats(real_viirs), "dmsp_lit": float((real_dmsp > 0).mean()),
-                        "dmsp_saturated": float((real_dmsp >= 63).mean())},
+        "simulated": {
+            **radiance_stats(sim_viirs),
+            "dmsp_lit": float((sim_dmsp > 0).mean()),
+            "dmsp_saturated": float((sim_dmsp >= 63).mean()),
+        },
+        "athens_real": {
+            **radiance_stats(real_viirs),
+            "dmsp_lit": float((real_dmsp > 0).mean()),
+            "dmsp_saturated": float((real_dmsp >= 63).mean()),
+        },
     }
 
 
@@ -157,8 +180,10 @@ def run(real_dir: Path, output: Path = CALIBRATED_DMSP_JSON, iterations: int = 4
         "before": agreement(simulate(scene, before), scene.real_dn),
         "after": agreement(simulate(scene, after), scene.real_dn),
         "realism": realism(scene),
-        "data": {"dmsp": "athens/dmsp_F18_2013_stable_lights.tif",
-                 "viirs": "mean of greece/viirs_dnb_monthly_2017_01..12.tif"},
+        "data": {
+            "dmsp": "athens/dmsp_F18_2013_stable_lights.tif",
+            "viirs": "mean of greece/viirs_dnb_monthly_2017_01..12.tif",
+        },
         "command": f"python -m training.simulate calibrate --real {os.path.relpath(real_dir)} --iterations {iterations}",
         "commit": git_commit(),
         "caveats": "DMSP 2013 vs VIIRS 2017 (years differ); Greece VIIRS integer-rounded and clipped at 231.",
@@ -168,21 +193,29 @@ def run(real_dir: Path, output: Path = CALIBRATED_DMSP_JSON, iterations: int = 4
 
 
 def markdown_table(report: dict) -> str:
-    rows = [("Pearson r of DN", "pearson_r", "{:.3f}"), ("lit fraction (DN>0)", "lit_fraction_sim", "{:.3f}"),
-            ("saturated fraction (DN=63)", "saturated_fraction_sim", "{:.4f}"),
-            ("DN histogram distance (EMD, DN)", "dn_histogram_emd", "{:.2f}")]
+    rows = [
+        ("Pearson r of DN", "pearson_r", "{:.3f}"),
+        ("lit fraction (DN>0)", "lit_fraction_sim", "{:.3f}"),
+        ("saturated fraction (DN=63)", "saturated_fraction_sim", "{:.4f}"),
+        ("DN histogram distance (EMD, DN)", "dn_histogram_emd", "{:.2f}"),
+    ]
     b, a = report["before"], report["after"]
     real = {"lit_fraction_sim": b["lit_fraction_real"], "saturated_fraction_sim": b["saturated_fraction_real"]}
     lines = ["| metric | literature defaults | fitted | real Athens DMSP |", "|---|---|---|---|"]
     for label, key, fmt in rows:
-        lines.append(f"| {label} | {fmt.format(b[key])} | {fmt.format(a[key])} | "
-                     f"{fmt.format(real[key]) if key in real else '—'} |")
+        lines.append(
+            f"| {label} | {fmt.format(b[key])} | {fmt.format(a[key])} | {fmt.format(real[key]) if key in real else '—'} |"
+        )
     params = ["| parameter | literature default | fitted |", "|---|---|---|"]
     for key in FITTED:
         params.append(f"| `{key}` | {report['literature_defaults'][key]:.3g} | {report['parameters'][key]:.3g} |")
     stats = ["| statistic | simulated scenes (80 × 128², training distribution) | real Athens clip |", "|---|---|---|"]
     for key in report["realism"]["simulated"]:
         stats.append(f"| {key} | {report['realism']['simulated'][key]:.3g} | {report['realism']['athens_real'][key]:.3g} |")
-    return ("\n".join(lines) + f"\n\nOver {a['pixels']} pixels of the overlap.\n\n" + "\n".join(params)
-            + "\n\nIs the scene generator realistic? VIIRS radiance (nW/cm²/sr) and DMSP DN statistics of simulated "
-            "scenes next to the real Athens clip (VIIRS 2017 mean, DMSP F18 2013):\n\n" + "\n".join(stats) + "\n")
+    return (
+        "\n".join(lines)
+        + f"\n\nOver {a['pixels']} pixels of the overlap.\n\n"
+        + "\n".join(params)
+        + "\n\nIs the scene generator realistic? VIIRS radiance (nW/cm²/sr) and DMSP DN statistics of simulated "
+        "scenes next to the real Athens clip (VIIRS 2017 mean, DMSP F18 2013):\n\n" + "\n".join(stats) + "\n"
+    )

@@ -28,10 +28,10 @@ def make_figure(real_dir: Path, output: Path, seed: int = 6) -> Path:
     with rasterio.open(real_dir / "athens" / "dmsp_F18_2013_stable_lights.tif") as src:
         row, col = src.index(*ATHENS)
     r0, c0 = row - TILE // 4, col - TILE // 4
-    real_dmsp = scene.real_dn[r0:r0 + TILE // 2, c0:c0 + TILE // 2]
-    sim_dmsp = simulate(scene, DmspParameters.calibrated())[r0:r0 + TILE // 2, c0:c0 + TILE // 2]
+    real_dmsp = scene.real_dn[r0 : r0 + TILE // 2, c0 : c0 + TILE // 2]
+    sim_dmsp = simulate(scene, DmspParameters.calibrated())[r0 : r0 + TILE // 2, c0 : c0 + TILE // 2]
     fr, fc = 2 * r0 + MARGIN, 2 * c0 + MARGIN
-    real_viirs = scene.radiance[fr:fr + TILE, fc:fc + TILE]
+    real_viirs = scene.radiance[fr : fr + TILE, fc : fc + TILE]
 
     panels = [
         (pair.dmsp_dn, f"simulated DMSP {pair.satellite} {pair.year} (DN)", "dn"),
@@ -51,8 +51,10 @@ def make_figure(real_dir: Path, output: Path, seed: int = 6) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="DN" if kind == "dn" else "nW/cm²/sr")
-    fig.suptitle("Top: one simulated scene. Bottom: real Athens data. Same ground scale: 64 DMSP (30″) / "
-                 "128 VIIRS (15″) pixels ≈ 59 km", fontsize=11)
+    fig.suptitle(
+        "Top: one simulated scene. Bottom: real Athens data. Same ground scale: 64 DMSP (30″) / 128 VIIRS (15″) pixels ≈ 59 km",
+        fontsize=11,
+    )
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=90)

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nightlight_fusion_plugin.core.grids import VIIRS_PIXEL_DEG
-from nightlight_fusion_plugin.core.sensors import DmspParameters, ViirsParameters, pixel_size_km, simulate_dmsp, simulate_viirs
+from nightlight_fusion_plugin.core.sensors import (
+    DmspParameters,
+    ViirsParameters,
+    pixel_size_km,
+    simulate_dmsp,
+    simulate_viirs,
+)
 
 from .scenes import plan_scene, render
 from .sensors_random import outside_training_range, random_dmsp_parameters, random_viirs_parameters
@@ -50,8 +56,7 @@ def make_pair(
     full = size + 2 * MARGIN_PX
     plan = plan_scene(seed, full, base_year=year)
     pixel_km = pixel_size_km(plan.latitude, VIIRS_PIXEL_DEG)
-    dmsp_params = (outside_training_range(rng, year) if robustness_holdout
-                   else random_dmsp_parameters(rng, year, spread=spread))
+    dmsp_params = outside_training_range(rng, year) if robustness_holdout else random_dmsp_parameters(rng, year, spread=spread)
     viirs_params = random_viirs_parameters(rng, spread=spread)
     stable_t, ephemeral_t = render(plan, year)
     stable_ref, ephemeral_ref = render(plan, reference_year)
@@ -60,5 +65,15 @@ def make_pair(
     dmsp = simulate_dmsp(stable_t, pixel_km, dmsp_params, rng)[half, half]  # stable lights: no ephemeral
     truth = simulate_viirs(stable_t + ephemeral_t, pixel_km, viirs_params, rng)[crop, crop]
     reference = simulate_viirs(stable_ref + ephemeral_ref, pixel_km, viirs_params, rng)[crop, crop]
-    return ScenePair(dmsp, reference, truth, year, reference_year, dmsp_params.satellite, plan.latitude,
-                     dmsp_params, viirs_params, meta={"seed": seed, "settlements": len(plan.settlements)})
+    return ScenePair(
+        dmsp,
+        reference,
+        truth,
+        year,
+        reference_year,
+        dmsp_params.satellite,
+        plan.latitude,
+        dmsp_params,
+        viirs_params,
+        meta={"seed": seed, "settlements": len(plan.settlements)},
+    )

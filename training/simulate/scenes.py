@@ -76,10 +76,16 @@ def plan_scene(seed: int, size: int, base_year: int, latitude: float | None = No
         water = lakes > np.quantile(lakes, 1 - rng.uniform(0.03, 0.15))
     urbanisation = rng.beta(1.2, 2.5)
     plan = ScenePlan(
-        size=size, base_year=base_year, seed=seed, latitude=latitude,
-        intensity=float(rng.lognormal(0.0, 0.45)), intensity_trend=float(rng.normal(0.01, 0.025)),
-        rural_trend=float(rng.normal(0.03, 0.03)), water=water,
-        texture=smooth_noise(rng, size, 1.2), rural_density=np.exp(smooth_noise(rng, size, size / 8) - 1.0),
+        size=size,
+        base_year=base_year,
+        seed=seed,
+        latitude=latitude,
+        intensity=float(rng.lognormal(0.0, 0.45)),
+        intensity_trend=float(rng.normal(0.01, 0.025)),
+        rural_trend=float(rng.normal(0.03, 0.03)),
+        water=water,
+        texture=smooth_noise(rng, size, 1.2),
+        rural_density=np.exp(smooth_noise(rng, size, size / 8) - 1.0),
         unlit=smooth_noise(rng, size, size / 14) > rng.uniform(0.3, 1.5),
     )
     area_scale = (size / 128.0) ** 2
@@ -92,12 +98,19 @@ def plan_scene(seed: int, size: int, base_year: int, latitude: float | None = No
     for rank in range(1, count + 1):
         row, col = land[rng.integers(len(land))] + rng.uniform(0, 1, 2)
         born = base_year - 100 if rng.random() > 0.15 else int(rng.integers(base_year - 20, base_year + 25))
-        plan.settlements.append(Settlement(
-            row=float(row), col=float(col), population=float(largest * rank**-q),
-            growth=float(rng.normal(0.015, 0.025)), born=born, elongation=float(rng.uniform(1.0, 2.0)),
-            angle=float(rng.uniform(0, np.pi)), beta=float(rng.uniform(0.8, 1.5)),
-            brightness=float(rng.lognormal(0.0, 0.3)),
-        ))
+        plan.settlements.append(
+            Settlement(
+                row=float(row),
+                col=float(col),
+                population=float(largest * rank**-q),
+                growth=float(rng.normal(0.015, 0.025)),
+                born=born,
+                elongation=float(rng.uniform(1.0, 2.0)),
+                angle=float(rng.uniform(0, np.pi)),
+                beta=float(rng.uniform(0.8, 1.5)),
+                brightness=float(rng.lognormal(0.0, 0.3)),
+            )
+        )
     for i, town in enumerate(plan.settlements[1:], start=1):  # roads to the two nearest bigger towns
         dists = np.array([np.hypot(t.row - town.row, t.col - town.col) for t in plan.settlements[:i]])
         for j in np.argsort(dists)[:2]:
@@ -155,8 +168,7 @@ def render(plan: ScenePlan, year: int) -> tuple[np.ndarray, np.ndarray]:
             r0, r1 = max(int(town.row) - reach, 0), min(int(town.row) + reach + 1, size)
             c0, c1 = max(int(town.col) - reach, 0), min(int(town.col) + reach + 1, size)
             if r1 > r0 and c1 > c0:
-                stable[r0:r1, c0:c1] += _town_light(town, population, rows[r0:r1, c0:c1], cols[r0:r1, c0:c1],
-                                                    intensity)
+                stable[r0:r1, c0:c1] += _town_light(town, population, rows[r0:r1, c0:c1], cols[r0:r1, c0:c1], intensity)
     for i, j, radiance in plan.roads:
         if alive[i] and alive[j]:
             a, b = plan.settlements[i], plan.settlements[j]

@@ -34,11 +34,13 @@ def satellites_flying(year: int) -> list[str]:
     return flying or ["F18"]
 
 
-def random_dmsp_parameters(rng: np.random.Generator, year: int, base: DmspParameters | None = None,
-                           spread: float = 1.0) -> DmspParameters:
+def random_dmsp_parameters(
+    rng: np.random.Generator, year: int, base: DmspParameters | None = None, spread: float = 1.0
+) -> DmspParameters:
     base = base or DmspParameters.calibrated()
-    values = {name: getattr(base, name) * float(np.exp(rng.uniform(-1, 1) * width * spread))
-              for name, width in DMSP_SPREAD.items()}
+    values = {
+        name: getattr(base, name) * float(np.exp(rng.uniform(-1, 1) * width * spread)) for name, width in DMSP_SPREAD.items()
+    }
     values["halo_weight"] = min(values["halo_weight"], 0.9)
     lo, hi = DETECTION_DN_RANGE
     mid, half = (lo + hi) / 2, (hi - lo) / 2 * spread

@@ -62,7 +62,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     models = available_models()
     if args.json:
-        print(json.dumps([m.__dict__ for m in models], indent=2))
+        print(json.dumps([m.as_dict() for m in models], indent=2))
         return 0
     print(f"{'id':<12} {'family':<12} {'precision':<9} {'default':<7} summary")
     for m in models:

@@ -1,10 +1,11 @@
-"""What `--model` accepts. The traditional method is always there; the zoo's ONNX models join it later."""
+"""What `--model` accepts: the traditional method, always, and the zoo's ONNX models."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .errors import InputError
+from .zoo import ZooModel, load_manifest
 
 
 @dataclass(frozen=True)
@@ -15,20 +16,32 @@ class ModelEntry:
     summary: str
     default: bool = False
     variant_of: str | None = None
+    zoo: ZooModel | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "family": self.family,
+            "precision": self.precision,
+            "variant_of": self.variant_of,
+            "default": self.default,
+            "summary": self.summary,
+            "file": self.zoo.file if self.zoo else None,
+            "speed_levels": [s.__dict__ for s in self.zoo.speed_levels] if self.zoo else [],
+        }
 
 
-BASELINE = ModelEntry(
-    id="baseline",
-    family="traditional",
-    precision="fp32",
-    summary="Elvidge intercalibration + DN→radiance curve (fitted to the VIIRS reference when given). "
-    "Deterministic, no learned weights.",
-    default=True,
+BASELINE_SUMMARY = (
+    "Elvidge intercalibration + DN→radiance curve (fitted to the VIIRS reference when given). Deterministic, no learned weights."
 )
 
 
 def available_models() -> list[ModelEntry]:
-    return [BASELINE]
+    zoo = load_manifest()
+    has_default = any(m.default for m in zoo)
+    entries = [ModelEntry("baseline", "traditional", "fp32", BASELINE_SUMMARY, default=not has_default)]
+    entries += [ModelEntry(m.id, m.family, m.precision, m.summary, m.default, m.variant_of, m) for m in zoo]
+    return entries
 
 
 def default_model() -> ModelEntry:
@@ -38,10 +51,11 @@ def default_model() -> ModelEntry:
 def model_entry(model_id: str | None) -> ModelEntry:
     if not model_id:
         return default_model()
-    for entry in available_models():
+    models = available_models()
+    for entry in models:
         if entry.id == model_id:
             return entry
-    known = ", ".join(m.id for m in available_models())
+    known = ", ".join(m.id for m in models)
     raise InputError(
         f"Unknown model '{model_id}'. Available models: {known} (list them with: python -m nightlight_fusion_plugin models)."
     )

@@ -52,3 +52,14 @@ def describe() -> dict[str, object]:
         "radiance_min": RADIANCE_MIN,
         "radiance_max": RADIANCE_MAX,
     }
+
+
+def condition_stack(dnc: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """Model condition [3, H, W] from intercalibrated DMSP and an optional reference on the VIIRS grid:
+    DMSP scaled (nodata -> 0 DN), the reference scaled (absent/nodata -> 0 with mask 0), the mask."""
+    dmsp = dmsp_to_model(np.nan_to_num(dnc, nan=0.0))
+    if reference is None:
+        return np.stack([dmsp, np.zeros_like(dmsp), np.zeros_like(dmsp)]).astype(np.float32)
+    mask = np.isfinite(reference).astype(np.float32)
+    ref = np.where(mask > 0, radiance_to_model(np.nan_to_num(reference, nan=0.0)), 0.0).astype(np.float32)
+    return np.stack([dmsp, ref, mask]).astype(np.float32)

@@ -8,7 +8,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from nightlight_fusion_plugin.core.grids import upsample2_bilinear
 from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
-from nightlight_fusion_plugin.core.transforms import dmsp_to_model, radiance_to_model
+from nightlight_fusion_plugin.core.transforms import condition_stack, radiance_to_model
 
 from ..simulate.pairs import make_pair
 
@@ -25,13 +25,7 @@ def to_model_space(
     """Stack physical arrays on the VIIRS grid into model inputs (the same steps the inference engine takes:
     DMSP raw DN already resampled to the VIIRS grid -> intercalibration -> scaling)."""
     dnc = intercalibration_for(satellite, year).apply(dmsp_dn_fine)
-    dmsp = dmsp_to_model(np.nan_to_num(dnc, nan=0.0))
-    if reference is None:
-        ref, mask = np.zeros_like(dmsp), np.zeros_like(dmsp)
-    else:
-        mask = np.isfinite(reference).astype(np.float32)
-        ref = np.where(mask > 0, radiance_to_model(np.nan_to_num(reference, nan=0.0)), 0.0).astype(np.float32)
-    out = {"condition": np.stack([dmsp, ref, mask]).astype(np.float32)}
+    out = {"condition": condition_stack(dnc, reference)}
     if target is not None:
         valid = np.isfinite(target) & np.isfinite(dmsp_dn_fine)
         out["target"] = np.where(valid, radiance_to_model(np.nan_to_num(target, nan=0.0)), 0.0)[None].astype(np.float32)

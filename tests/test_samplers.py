@@ -426,6 +426,21 @@ def test_warm_start(name):
         sample(denoiser, cond, make_scheduler(name, config), 10, rng=5, strength=0.5)
 
 
+def test_config_from_model_metadata():
+    meta = {"_class_name": "DDIMScheduler", "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
+    config = S.SchedulerConfig.from_dict(meta)
+    assert (config.beta_schedule, config.prediction_type, config.num_train_timesteps) == (
+        "squaredcos_cap_v2",
+        "v_prediction",
+        1000,
+    )
+    sched = make_scheduler("ddim", config)
+    with pytest.raises(ValueError, match="strength"):
+        sched.set_timesteps(10, strength=0.0)
+    with pytest.raises(ValueError, match="beta_schedule"):
+        make_scheduler("ddim", S.SchedulerConfig(beta_schedule="sigmoid"))
+
+
 # --- registry and NFE -------------------------------------------------------------------------------------
 
 

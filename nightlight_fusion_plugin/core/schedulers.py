@@ -14,14 +14,17 @@ models use; the options diffusers offers that we never need (Karras sigmas, thre
 SDE variants, dynamic shifting) are left out. Scalar coefficients are computed in float32 in diffusers' order of
 operations, not in float64: several updates are ill-conditioned (x0 = (x - sqrt(1 - ab) eps) / sqrt(ab) with
 ab ~ 1e-9 at the end of the cosine schedule, Euler samples of size sigma_max ~ 2e4), and agreeing with diffusers
-to 1e-5 there needs the same roundings, not only the same formulas. Never imports torch.
+to 1e-5 there needs the same roundings, not only the same formulas. (torch's pow(x, 0.5) is not always
+correctly rounded, so a sigma or init_noise_sigma may still differ from diffusers' by one float32 ulp.)
+Never imports torch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, Optional
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, NamedTuple, Optional
 
 import numpy as np
 
@@ -54,6 +57,12 @@ class SchedulerConfig:
     eta: float = 0.0  # DDIM: 0 deterministic, 1 DDPM-like ancestral noise
     final_sigmas_type: str = "zero"  # DPM-Solver++, Euler: "zero" | "sigma_min"
     shift: float = 1.0  # flow matching: sigma -> shift * sigma / (1 + (shift - 1) * sigma)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SchedulerConfig:
+        """From a model's metadata or a diffusers scheduler_config.json; keys this class lacks are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 class StepOutput(NamedTuple):
@@ -140,7 +149,8 @@ class Scheduler:
             self.betas = make_betas(self.config)
             self.alphas_cumprod = alphas_cumprod(self.betas)
         self.num_inference_steps: Optional[int] = None
-        self.timesteps = np.empty(0, dtype=np.float32)
+        self.all_timesteps = np.empty(0, dtype=np.float32)  # the whole schedule of n steps
+        self.timesteps = self.all_timesteps  # the part to run: all of it, or its tail for a warm start
         self.begin_index = 0
         self.step_index = 0
 
@@ -201,6 +211,12 @@ class Scheduler:
         noise: Optional[np.ndarray] = None,
         rng: Optional[np.random.Generator] = None,
     ) -> StepOutput:
+        """One update from ``sample`` at ``timestep`` to the next entry of ``timesteps``.
+
+        Call it once per entry of ``timesteps``, in order: DDPM/DDIM read ``timestep``, the others (multistep and
+        Heun state, sigma tables) follow their own step counter. ``noise`` (or else a draw from ``rng``) is used
+        only by steps that add fresh noise (DDPM; DDIM with eta > 0).
+        """
         raise NotImplementedError
 
     def _full_schedule(self, n: int) -> np.ndarray:
@@ -232,9 +248,7 @@ class Scheduler:
 # --- DDPM / DDIM: integer timesteps, alphas_cumprod directly -----------------------------------------------
 
 
-class DDPMScheduler(Scheduler):
-    """Ancestral sampling (Ho et al. 2020), variance 'fixed_small'. Needs fresh noise at every step but the last."""
-
+class _IntegerTimestepScheduler(Scheduler):
     default_spacing = "leading"
 
     def _full_schedule(self, n: int) -> np.ndarray:
@@ -245,15 +259,26 @@ class DDPMScheduler(Scheduler):
             ts = ts.round()
         return ts.astype(np.int64)
 
+    def add_noise(self, x0: np.ndarray, noise: np.ndarray, index: int) -> np.ndarray:
+        return self._add_noise_vp(x0, noise, self.alphas_cumprod[int(self.all_timesteps[index])])
+
+
+class DDPMScheduler(_IntegerTimestepScheduler):
+    """Ancestral sampling (Ho et al. 2020), variance 'fixed_small'. Needs fresh noise at every step but the last."""
+
     def _prev_timestep(self, t: int) -> int:
         # diffusers looks the previous timestep up in the schedule (custom spacings are not uniform)
         idx = int(np.nonzero(self.all_timesteps == t)[0][0])
         return int(self.all_timesteps[idx + 1]) if idx + 1 < len(self.all_timesteps) else -1
 
-    def add_noise(self, x0: np.ndarray, noise: np.ndarray, index: int) -> np.ndarray:
-        return self._add_noise_vp(x0, noise, self.alphas_cumprod[int(self.all_timesteps[index])])
-
-    def step(self, model_output, timestep, sample, noise=None, rng=None) -> StepOutput:
+    def step(
+        self,
+        model_output: np.ndarray,
+        timestep: float,
+        sample: np.ndarray,
+        noise: Optional[np.ndarray] = None,
+        rng: Optional[np.random.Generator] = None,
+    ) -> StepOutput:
         t = int(timestep)
         prev_t = self._prev_timestep(t)
         ab_t = self.alphas_cumprod[t]
@@ -274,17 +299,17 @@ class DDPMScheduler(Scheduler):
         return StepOutput(prev, x0)
 
 
-class DDIMScheduler(Scheduler):
+class DDIMScheduler(_IntegerTimestepScheduler):
     """DDIM (Song et al. 2021); eta=0 is the deterministic probability-flow sampler, eta > 0 needs noise."""
 
-    default_spacing = "leading"
-
-    _full_schedule = DDPMScheduler._full_schedule
-
-    def add_noise(self, x0: np.ndarray, noise: np.ndarray, index: int) -> np.ndarray:
-        return self._add_noise_vp(x0, noise, self.alphas_cumprod[int(self.all_timesteps[index])])
-
-    def step(self, model_output, timestep, sample, noise=None, rng=None) -> StepOutput:
+    def step(
+        self,
+        model_output: np.ndarray,
+        timestep: float,
+        sample: np.ndarray,
+        noise: Optional[np.ndarray] = None,
+        rng: Optional[np.random.Generator] = None,
+    ) -> StepOutput:
         t = int(timestep)
         # diffusers assumes a uniform stride even for linspace/trailing spacings; kept for parity
         prev_t = t - self.config.num_train_timesteps // self.num_inference_steps
@@ -372,7 +397,14 @@ class DPMSolverPP2MScheduler(Scheduler):
         alpha, sigma = self._alpha_sigma(self.sigmas[index])
         return alpha * x0 + sigma * noise
 
-    def step(self, model_output, timestep, sample, noise=None, rng=None) -> StepOutput:
+    def step(
+        self,
+        model_output: np.ndarray,
+        timestep: float,
+        sample: np.ndarray,
+        noise: Optional[np.ndarray] = None,
+        rng: Optional[np.random.Generator] = None,
+    ) -> StepOutput:
         i = self.step_index
         last = i == len(self.all_timesteps) - 1
         lower_order_final = last and (len(self.all_timesteps) < 15 or self.config.final_sigmas_type == "zero")
@@ -448,7 +480,14 @@ class EulerScheduler(Scheduler):
             return model_output * (-sigma / np.sqrt(np.square(sigma) + F(1))) + sample / (np.square(sigma) + F(1))
         raise ValueError(f"Unsupported prediction_type '{self.config.prediction_type}' (epsilon, v_prediction).")
 
-    def step(self, model_output, timestep, sample, noise=None, rng=None) -> StepOutput:
+    def step(
+        self,
+        model_output: np.ndarray,
+        timestep: float,
+        sample: np.ndarray,
+        noise: Optional[np.ndarray] = None,
+        rng: Optional[np.random.Generator] = None,
+    ) -> StepOutput:
         sigma = self.sigmas[self.step_index]
         x0 = self._x0_from_ve(model_output, sample, sigma)
         derivative = (sample - x0) / sigma
@@ -475,7 +514,14 @@ class HeunScheduler(EulerScheduler):
     def _reset(self) -> None:
         self._predictor: Optional[tuple[np.ndarray, np.float32, np.ndarray]] = None  # derivative, dt, sample
 
-    def step(self, model_output, timestep, sample, noise=None, rng=None) -> StepOutput:
+    def step(
+        self,
+        model_output: np.ndarray,
+        timestep: float,
+        sample: np.ndarray,
+        noise: Optional[np.ndarray] = None,
+        rng: Optional[np.random.Generator] = None,
+    ) -> StepOutput:
         i = self.step_index
         if self._predictor is None:
             sigma = self.sigmas[i]
@@ -527,7 +573,14 @@ class FlowMatchEulerScheduler(Scheduler):
         sigma = self.sigmas[index]
         return sigma * noise + (F(1) - sigma) * x0
 
-    def step(self, model_output, timestep, sample, noise=None, rng=None) -> StepOutput:
+    def step(
+        self,
+        model_output: np.ndarray,
+        timestep: float,
+        sample: np.ndarray,
+        noise: Optional[np.ndarray] = None,
+        rng: Optional[np.random.Generator] = None,
+    ) -> StepOutput:
         sigma = self.sigmas[self.step_index]
         prev = sample + (self.sigmas[self.step_index + 1] - sigma) * model_output
         self.step_index += 1
@@ -550,7 +603,14 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
     def _reset(self) -> None:
         self._predictor: Optional[tuple[np.ndarray, np.float32, np.ndarray]] = None  # derivative, dt, sample
 
-    def step(self, model_output, timestep, sample, noise=None, rng=None) -> StepOutput:
+    def step(
+        self,
+        model_output: np.ndarray,
+        timestep: float,
+        sample: np.ndarray,
+        noise: Optional[np.ndarray] = None,
+        rng: Optional[np.random.Generator] = None,
+    ) -> StepOutput:
         i = self.step_index
         if self._predictor is None:
             sigma = self.sigmas[i]

@@ -38,6 +38,15 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     from .core.fuse import FuseRequest, fuse
 
     request = FuseRequest(
+        sampler=args.sampler,
+        steps=args.steps,
+        speed=args.speed,
+        ensemble=args.ensemble,
+        uncertainty=args.uncertainty,
+        device=args.device,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
         dmsp=args.dmsp,
         viirs=args.viirs,
         output=args.output,
@@ -64,9 +73,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.as_dict() for m in models], indent=2))
         return 0
-    print(f"{'id':<12} {'family':<12} {'precision':<9} {'default':<7} summary")
+    print(f"{'id':<24} {'family':<16} {'precision':<9} {'default':<7} {'variant_of':<22} speed levels / summary")
     for m in models:
-        print(f"{m.id:<12} {m.family:<12} {m.precision:<9} {'yes' if m.default else '':<7} {m.summary}")
+        levels = ", ".join(f"{s.level}:{s.sampler}×{s.steps}" for s in m.zoo.speed_levels) if m.zoo else ""
+        print(
+            f"{m.id:<24} {m.family:<16} {m.precision:<9} {'yes' if m.default else '':<7} {m.variant_of or '':<22} "
+            f"{levels or m.summary}"
+        )
     return 0
 
 
@@ -131,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to restrict the area")
     p.add_argument("--extent-crs", help="CRS of --extent (e.g. EPSG:4326); default: the output grid's CRS")
     p.add_argument("--seed", type=int, default=0, help="random seed (generative models)")
+    p.add_argument("--speed", type=int, help="speed level of the model (1 = fastest); see 'models'")
+    p.add_argument("--sampler", help="explicit sampler (ddpm, ddim, dpmpp_2m, euler, heun, flow_euler, flow_heun)")
+    p.add_argument("--steps", type=int, help="explicit number of sampler steps")
+    p.add_argument("--ensemble", type=int, help="average K samples (default 1, or 2 with --uncertainty)")
+    p.add_argument("--uncertainty", help="also write the ensemble standard deviation to this GeoTIFF")
+    p.add_argument("--temperature", type=float, default=0.8, help="normalizing-flow sampling temperature")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "directml", "coreml"])
+    p.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per onnxruntime call")
     p.add_argument("--satellite", help="DMSP satellite (F10…F18) if the file name does not say")
     p.add_argument("--year", type=int, help="DMSP year if the file name does not say")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")

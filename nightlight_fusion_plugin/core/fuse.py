@@ -13,6 +13,7 @@ from typing import Callable
 
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 
 from .baseline import TraditionalFusion
 from .calibration import RadianceCurve
@@ -38,6 +39,15 @@ class FuseRequest:
     year: int | None = None
     overwrite: bool = False
     block_size: int = 512
+    sampler: str | None = None
+    steps: int | None = None
+    speed: int | None = None
+    ensemble: int | None = None
+    uncertainty: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+    batch_size: int = 8
+    temperature: float = 0.8
 
 
 @dataclass
@@ -48,6 +58,9 @@ class FuseResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    device: str = "cpu"
+    sampler: str = ""
+    uncertainty: str | None = None
 
 
 def check_dmsp_values(dmsp: RasterInfo, grid: Grid) -> None:
@@ -94,15 +107,37 @@ def fuse(
     entry = model_entry(request.model)
     dmsp = inspect_raster(request.dmsp, "DMSP")
     viirs = inspect_raster(request.viirs, "VIIRS") if request.viirs else None
-    output = check_output_path(request.output, [request.dmsp, request.viirs or ""], request.overwrite)
+    inputs = [request.dmsp, request.viirs or ""]
+    output = check_output_path(request.output, inputs, request.overwrite)
+    uncertainty = None
+    if request.uncertainty:
+        uncertainty = check_output_path(request.uncertainty, inputs + [str(output)], request.overwrite)
     grid = output_grid(dmsp, viirs, request.extent, request.extent_crs)
     check_dmsp_values(dmsp, grid)
-
     intercal = resolve_intercalibration(dmsp.path, request.satellite, request.year)
-    method = TraditionalFusion(intercal)
-    notes = [f"Intercalibration: {intercal.describe()}"]
-
+    tags = {
+        "NLF_METHOD": entry.id,
+        "NLF_MODEL_FAMILY": entry.family,
+        "NLF_DMSP": os.path.abspath(dmsp.path),
+        "NLF_VIIRS": os.path.abspath(viirs.path) if viirs else "",
+        "NLF_SEED": str(request.seed),
+        "NLF_CREATED": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}",
+        "NLF_INTERCALIBRATION": intercal.describe(),
+    }
+    result = FuseResult(str(output), entry.id, grid, 0.0, [f"Intercalibration: {intercal.describe()}"], tags)
     report(0.0, f"Output grid {grid.width}×{grid.height} px ({grid.crs.to_string()})")
+    if entry.zoo is None:
+        _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel)
+    else:
+        _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel)
+    report(1.0, "Done")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel) -> None:
+    method = TraditionalFusion(intercal)
     with ExitStack() as stack:
         dmsp_reader = stack.enter_context(AlignedReader(dmsp, grid))
         viirs_reader = stack.enter_context(AlignedReader(viirs, grid, Resampling.nearest)) if viirs else None
@@ -115,18 +150,9 @@ def fuse(
             lambda f: report(fit_share * f, "Fitting the calibration"),
             check_cancel,
         )
-        tags = {
-            "NLF_METHOD": entry.id,
-            "NLF_MODEL_FAMILY": entry.family,
-            "NLF_DMSP": os.path.abspath(dmsp.path),
-            "NLF_VIIRS": os.path.abspath(viirs.path) if viirs else "",
-            "NLF_SEED": str(request.seed),
-            "NLF_CREATED": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}",
-            **method.tags(),
-        }
+        result.tags.update(method.tags())
         total = grid.block_count(request.block_size)
-        with RasterWriter(output, grid, tags, "VIIRS-like radiance (nW/cm2/sr)") as writer:
+        with RasterWriter(output, grid, result.tags, "VIIRS-like radiance (nW/cm2/sr)") as writer:
             for i, window in enumerate(grid.blocks(request.block_size)):
                 check_cancel()
                 dn = dmsp_reader.read(window)
@@ -136,10 +162,74 @@ def fuse(
             check_cancel()
             report(0.95, "Building overviews")
             writer.finish()
-    notes.extend(method.notes)
-    notes.append(f"Calibration: {method.curve.describe()}")
-    report(1.0, "Done")
-    return FuseResult(str(output), entry.id, grid, time.perf_counter() - started, notes, tags)
+    result.notes.extend(method.notes)
+    result.notes.append(f"Calibration: {method.curve.describe()}")
+
+
+def _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel) -> None:
+    from .generative import GenerativeFusion, describe_sampler, prepare_lattice, sampling_plan
+
+    plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature)
+    ensemble = request.ensemble if request.ensemble else (2 if uncertainty else 1)
+    if uncertainty and ensemble < 2:
+        raise InputError("An uncertainty layer needs an ensemble of at least 2 samples (--ensemble 2 or more).")
+    if uncertainty and entry.family == "unet":
+        raise InputError(f"{entry.id} is deterministic (regression): it has no sampling uncertainty; choose a generative model.")
+    method = GenerativeFusion(entry.zoo, plan, request.device, request.threads, ensemble, request.batch_size)
+    result.device, result.sampler = method.device, describe_sampler(plan)
+    result.notes.extend(method.notes)
+    result.notes.append(
+        f"Model {entry.id} ({entry.family}, {entry.precision}) on {method.device}: {result.sampler}, ensemble {ensemble}"
+    )
+    result.tags.update(
+        {
+            "NLF_SAMPLER": plan.sampler or "one pass",
+            "NLF_STEPS": str(plan.steps),
+            "NLF_NFE": str(plan.nfe),
+            "NLF_STRENGTH": f"{plan.strength:g}",
+            "NLF_ENSEMBLE": str(ensemble),
+            "NLF_DEVICE": method.device,
+            "NLF_MODEL_SHA256": entry.zoo.sha256,
+        }
+    )
+    lattice, extended, offset = prepare_lattice(grid, method.tile)
+    with ExitStack() as stack:
+        dmsp_reader = stack.enter_context(AlignedReader(dmsp, extended))
+        viirs_reader = stack.enter_context(AlignedReader(viirs, extended, Resampling.nearest)) if viirs else None
+        writer = stack.enter_context(RasterWriter(output, grid, result.tags, "VIIRS-like radiance (nW/cm2/sr)"))
+        spread = (
+            stack.enter_context(
+                RasterWriter(uncertainty, grid, result.tags, f"Ensemble standard deviation of {ensemble} samples (nW/cm2/sr)")
+            )
+            if uncertainty
+            else None
+        )
+
+        def write(row: int, values) -> None:
+            window = Window(0, row, grid.width, values.shape[1])
+            writer.write(values[0], window)
+            if spread is not None:
+                spread.write(values[1], window)
+
+        method.run(
+            dmsp_reader,
+            viirs_reader,
+            intercal,
+            grid,
+            extended,
+            offset,
+            lattice,
+            write,
+            request.seed,
+            lambda f: report(0.95 * f, "Sampling tiles"),
+            check_cancel,
+        )
+        check_cancel()
+        report(0.95, "Building overviews")
+        writer.finish()
+        if spread is not None:
+            spread.finish()
+            result.uncertainty = str(uncertainty)
 
 
 def plugin_version() -> str:

@@ -112,7 +112,8 @@ def sample(
     so a seed reproduces a run exactly. ``progress(done, total)`` is called after each model evaluation; raise
     from it to cancel.
     """
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    # any object with standard_normal(shape, dtype) will do (the engine passes per-tile noise sources)
+    rng = rng if hasattr(rng, "standard_normal") else np.random.default_rng(rng)
     scheduler.set_timesteps(num_steps, strength)
     if shape is None:
         if x_init is not None:

@@ -1,0 +1,199 @@
+"""Fusion with a zoo model (regression UNet, diffusion, flow matching, normalizing flow) over any area.
+
+Tiles of the model's native size on the global lattice (tiling.py) are batched through onnxruntime; each
+tile's noise comes from its own generator seeded by its lattice position, so results do not depend on the
+batch a tile lands in or on the requested extent. K ensemble members are averaged; their spread is the
+uncertainty layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from rasterio.windows import Window
+
+from .errors import InputError
+from .grids import AlignedReader, Grid
+from .intercalibration import Intercalibration
+from .runtime import OnnxModel
+from .samplers import make_scheduler, nfe, sample, sampler_spec, samplers_for
+from .schedulers import SchedulerConfig
+from .tiling import BandAccumulator, TileJob, TileLattice, reading_grid, tile_rows, tile_seed
+from .transforms import condition_stack, radiance_from_model
+from .zoo import ZooModel, load_manifest
+
+OVERLAP_FRACTION = 0.25
+
+
+class TileNoise:
+    """Noise source for a batch of tiles: each tile draws from its own generator, so a tile's noise is the
+    same whichever batch it is in."""
+
+    def __init__(self, generators: list[np.random.Generator]):
+        self.generators = generators
+
+    def standard_normal(self, shape, dtype=np.float32) -> np.ndarray:
+        return np.stack([g.standard_normal(tuple(shape[1:]), dtype=dtype) for g in self.generators])
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    sampler: str | None
+    steps: int
+    strength: float
+    nfe: int
+    temperature: float = 0.8
+
+    def describe(self) -> str:
+        if self.sampler is None:
+            return f"one pass (NFE {self.nfe})"
+        staged = f", staged from the regression estimate at strength {self.strength:g}" if self.strength < 1 else ""
+        return f"{self.sampler}, {self.steps} steps (NFE {self.nfe}){staged}"
+
+
+def sampling_plan(
+    model: ZooModel, sampler: str | None, steps: int | None, speed: int | None, temperature: float = 0.8
+) -> SamplingPlan:
+    """Sampler, steps and warm-start strength: explicit choices win, else the model's speed level."""
+    if model.family == "unet":
+        return SamplingPlan(None, 1, 1.0, 1)
+    if model.family == "normalizing_flow":
+        return SamplingPlan(None, 1, 1.0, 1, temperature)
+    level = model.speed(speed) if (sampler is None or steps is None) else None
+    name = sampler or (level.sampler if level else samplers_for(model.family)[0])
+    if name not in samplers_for(model.family):
+        raise InputError(
+            f"Sampler '{name}' does not apply to {model.family} models; use one of {', '.join(samplers_for(model.family))}."
+        )
+    n = steps or (level.steps if level else 20)
+    if n < 1:
+        raise InputError(f"--steps must be at least 1, got {n}.")
+    strength = level.strength if (level and sampler is None and steps is None) else 1.0
+    return SamplingPlan(name, n, strength, nfe(name, n, strength))
+
+
+class GenerativeFusion:
+    """A zoo model run tile by tile; `run` writes the blended radiance (and uncertainty) band by band."""
+
+    def __init__(
+        self,
+        model: ZooModel,
+        plan: SamplingPlan,
+        device: str = "auto",
+        threads: int | None = None,
+        ensemble: int = 1,
+        batch_size: int = 8,
+    ):
+        if ensemble < 1:
+            raise InputError(f"--ensemble must be at least 1, got {ensemble}.")
+        self.model_entry, self.plan, self.ensemble, self.batch_size = model, plan, ensemble, max(1, batch_size)
+        self.model = OnnxModel(model.path, device, threads, model.sha256)
+        self.regression = None
+        if plan.strength < 1.0:
+            regression = {m.id: m for m in load_manifest(model.zoo_dir)}.get(model.regression_model or "")
+            if regression is None:
+                raise InputError(
+                    f"Model {model.id} warm-starts from regression model '{model.regression_model}', "
+                    "which is not in the zoo; choose explicit --sampler/--steps."
+                )
+            self.regression = OnnxModel(regression.path, device, threads, regression.sha256)
+        self.notes = list(self.model.warnings)
+        meta = self.model.metadata
+        self.tile = int(meta.tile_size)
+        self.scheduler_config = SchedulerConfig.from_dict(meta.schedule) if plan.sampler else None
+
+    @property
+    def device(self) -> str:
+        return self.model.device
+
+    def _predict(self, condition: np.ndarray, jobs: list[TileJob], seed: int, member: int) -> np.ndarray:
+        """Model-space prediction [B, 1, T, T] for a batch of tiles."""
+        family = self.model_entry.family
+        if family == "unet":
+            return self.model.run(condition=condition)
+        noise = TileNoise([tile_seed(seed, job.row, job.col, member) for job in jobs])
+        if family == "normalizing_flow":
+            latent = noise.standard_normal((len(jobs), 1, self.tile, self.tile)) * np.float32(self.plan.temperature)
+            return self.model.run(condition=condition, latent=latent)
+        x_init = self.regression.run(condition=condition) if self.regression is not None else None
+        scheduler = make_scheduler(self.plan.sampler, self.scheduler_config)
+        return sample(
+            lambda x, t, c: self.model.run(sample=x, timestep=t, condition=c),
+            condition,
+            scheduler,
+            self.plan.steps,
+            noise,
+            x_init=x_init,
+            strength=self.plan.strength,
+            shape=(len(jobs), 1, self.tile, self.tile),
+        )
+
+    def run(
+        self,
+        dmsp: AlignedReader,
+        viirs: AlignedReader | None,
+        intercal: Intercalibration,
+        grid: Grid,
+        extended: Grid,
+        offset: tuple[int, int],
+        lattice: TileLattice,
+        write: Callable[[int, np.ndarray], None],
+        seed: int,
+        progress: Callable[[float], None],
+        check_cancel: Callable[[], None],
+    ) -> None:
+        dy, dx = offset
+        channels = 2 if self.ensemble > 1 else 1
+        accumulator = BandAccumulator(grid, lattice, channels)
+        rows = list(tile_rows(grid, lattice))
+        total, done = sum(len(r) for r in rows), 0
+        t = self.tile
+        for index, jobs in enumerate(rows):
+            y = jobs[0].y
+            if index == 0:
+                accumulator.start_band(y)
+            else:
+                self._flush(accumulator, y, dmsp, grid, offset, write)
+            band = Window(0, y + dy, extended.width, t)
+            dn = dmsp.read(band)
+            reference = viirs.read(band) if viirs is not None else None
+            dnc = intercal.apply(dn)
+            for start in range(0, len(jobs), self.batch_size):
+                check_cancel()
+                batch = jobs[start : start + self.batch_size]
+                cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
+                condition = np.stack([condition_stack(dnc[:, c], None if reference is None else reference[:, c]) for c in cols])
+                members = [radiance_from_model(self._predict(condition, batch, seed, k))[:, 0] for k in range(self.ensemble)]
+                stack = np.stack(members)  # [K, B, T, T]
+                mean = stack.mean(axis=0)
+                spread = stack.std(axis=0) if self.ensemble > 1 else None
+                for i, job in enumerate(batch):
+                    values = mean[i][None] if spread is None else np.stack([mean[i], spread[i]])
+                    accumulator.add(job, values)
+                done += len(batch)
+                progress(done / total)
+        self._flush(accumulator, grid.height + t, dmsp, grid, offset, write)
+
+    @staticmethod
+    def _flush(accumulator, upto, dmsp, grid, offset, write) -> None:
+        first, values = accumulator.finished_rows(upto)
+        lo, hi = max(first, 0), min(first + values.shape[1], grid.height)
+        if hi <= lo:
+            return
+        values = values[:, lo - first : hi - first]
+        dy, dx = offset
+        missing = np.isnan(dmsp.read(Window(dx, lo + dy, grid.width, hi - lo)))
+        values[:, missing] = np.nan  # nodata in DMSP stays nodata, never light
+        write(lo, values)
+
+
+def prepare_lattice(grid: Grid, tile: int) -> tuple[TileLattice, Grid, tuple[int, int]]:
+    lattice = TileLattice.for_grid(grid, tile, max(1, int(tile * OVERLAP_FRACTION)))
+    extended, dy, dx = reading_grid(grid, lattice)
+    return lattice, extended, (dy, dx)
+
+
+def describe_sampler(plan: SamplingPlan) -> str:
+    return plan.describe() if plan.sampler is None else f"{sampler_spec(plan.sampler).label}: {plan.describe()}"

@@ -62,7 +62,10 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     g = result.grid
-    print(f"wrote {result.output}: {g.width}×{g.height} px, {g.crs.to_string()}, model {result.model}, {result.seconds:.1f} s")
+    device = f" on {result.device} ({result.sampler})" if result.sampler else ""
+    print(f"wrote {result.output}: {g.width}×{g.height} px, {g.crs.to_string()}, model {result.model}{device}, {result.seconds:.1f} s")
+    if result.uncertainty:
+        print(f"wrote {result.uncertainty}: ensemble standard deviation (nW/cm²/sr)")
     return 0
 
 

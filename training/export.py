@@ -1,0 +1,370 @@
+"""Export a trained checkpoint to ONNX for the plugin, quantize it, check parity, register it in the zoo.
+
+python -m training.export CKPT --out model_zoo/ [--quantize int8|fp16|none] [--id ID]
+
+The ONNX contract the plugin's engine (nightlight_fusion_plugin/core/generative.py) relies on:
+  unet              condition[B,3,H,W] -> prediction[B,1,H,W]
+  diffusion         sample[B,1,H,W], timestep[B] (float, 0..T), condition -> model_output (eps or v)
+  flow_matching     sample, timestep[B] (= sigma·T, diffusers FlowMatch convention), condition -> velocity
+  normalizing_flow  condition, latent[B,1,H,W] (standard normal × temperature) -> prediction
+Everything the engine needs (family, prediction type, schedule, transforms, tile size) is in the model's
+metadata_props (keys nlf_*). Batch, height and width are dynamic (multiples of the model's factor).
+
+Quantisation: static int8 QDQ with per-channel weights, calibrated on tiles drawn across all timesteps
+(diffusion activations drift with t); a per-node sensitivity pass keeps the most damaging nodes in fp32
+(`nodes_to_exclude`). fp16 (for GPU providers; CPU onnxruntime has no fp16 kernels) keeps float32 I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nightlight_fusion_plugin.core import transforms
+
+from .checkpoint import load as load_checkpoint
+from .checkpoint import model_from_checkpoint
+from .models.normalizing_flow import InvConv1x1
+
+OPSET = 17
+PARITY_TIMESTEPS = (999.0, 750.0, 500.0, 250.0, 20.0)
+
+
+class RegressionExport(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, condition):
+        return self.model(condition)
+
+
+class DiffusionExport(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, sample, timestep, condition):
+        return self.model(sample, timestep, condition)
+
+
+class FlowMatchingExport(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.scale = float(model.config.num_train_timesteps)
+
+    def forward(self, sample, timestep, condition):
+        return self.model(sample, timestep / self.scale, condition)
+
+
+class NormalizingFlowExport(nn.Module):
+    """decode() with its prior draws replaced by slices of one latent image: latent dims equal pixel count
+    (squeeze and split only rearrange), so a [B,1,H,W] standard-normal input carries all of them."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        for module in model.modules():  # ONNX has no matrix inverse: bake W⁻¹ into a constant
+            if isinstance(module, InvConv1x1):
+                w_inv = torch.linalg.inv(module.weight().double()).float().detach()
+                module.reverse = lambda y, w=w_inv: F.conv2d(y, w[:, :, None, None])
+
+    def forward(self, condition, latent):
+        m = self.model
+        features = m.encoder(condition)
+        b, h, w = latent.shape[0], latent.shape[2], latent.shape[3]
+        flat = latent.reshape(b, -1)
+        offset = 0
+
+        def take(mean, log_std):
+            nonlocal offset
+            c, hh, ww = mean.shape[1], mean.shape[2], mean.shape[3]
+            n = c * hh * ww
+            piece = flat[:, offset:offset + n].reshape(b, c, hh, ww)
+            offset += n
+            return mean + torch.exp(log_std) * piece
+
+        mean, log_std = m.top_prior(features[-1]).chunk(2, dim=1)
+        x = take(mean, log_std)
+        for level in reversed(range(len(m.levels))):
+            if level < len(m.levels) - 1:
+                mean, log_std = m.split_priors[level](torch.cat([x, features[level]], dim=1)).chunk(2, dim=1)
+                x = torch.cat([take(mean, log_std), x], dim=1)
+            for step in reversed(m.levels[level]):
+                x = step.reverse(x, features[level])
+            x = x.reshape(b, x.shape[1] // 4, 2, 2, x.shape[2], x.shape[3]).permute(0, 1, 4, 2, 5, 3)
+            x = x.reshape(b, x.shape[1], x.shape[2] * 2, x.shape[4] * 2)
+        return x[:, :, :h, :w]
+
+
+WRAPPERS = {"unet": RegressionExport, "diffusion": DiffusionExport, "flow_matching": FlowMatchingExport,
+            "normalizing_flow": NormalizingFlowExport}
+INPUTS = {"unet": ["condition"], "diffusion": ["sample", "timestep", "condition"],
+          "flow_matching": ["sample", "timestep", "condition"], "normalizing_flow": ["condition", "latent"]}
+
+
+def example_inputs(family: str, batch: int, size: int, timestep: float = 500.0, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cond = rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+    cond[:, 2] = 1.0
+    x = rng.standard_normal((batch, 1, size, size)).astype(np.float32)
+    if family == "unet":
+        return {"condition": cond}
+    if family == "normalizing_flow":
+        return {"condition": cond, "latent": 0.8 * x}
+    return {"sample": x, "timestep": np.full((batch,), timestep, np.float32), "condition": cond}
+
+
+def multiple_of(model) -> int:
+    if getattr(model, "multiple", None):
+        return int(model.multiple)
+    return 2 ** (len(model.config.channel_mult) - 1) if hasattr(model.config, "channel_mult") else 8
+
+
+def export_onnx(model, family: str, path: Path, tile: int) -> None:
+    wrapper = WRAPPERS[family](model).eval()
+    inputs = example_inputs(family, 2, tile)
+    dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in INPUTS[family] if name != "timestep"}
+    if "timestep" in inputs:
+        dynamic["timestep"] = {0: "batch"}
+    dynamic["output"] = {0: "batch", 2: "height", 3: "width"}
+    with torch.no_grad():
+        torch.onnx.export(wrapper, tuple(torch.from_numpy(inputs[n]) for n in INPUTS[family]), str(path),
+                          input_names=INPUTS[family], output_names=["output"], dynamic_axes=dynamic,
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+
+
+def torch_reference(model, family: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    wrapper = WRAPPERS[family](model).eval()
+    with torch.no_grad():
+        return wrapper(*(torch.from_numpy(inputs[n]) for n in INPUTS[family])).numpy()
+
+
+def ort_run(path: Path, inputs: dict[str, np.ndarray], provider: str = "CPUExecutionProvider") -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=[provider])
+    return session.run(None, {k: v for k, v in inputs.items()})[0]
+
+
+def parity(model, family: str, path: Path, tile: int) -> dict[str, float]:
+    """Max |torch − onnxruntime| at several timesteps (and sizes: dynamic shapes must work)."""
+    errors = {}
+    for t in (PARITY_TIMESTEPS if family in ("diffusion", "flow_matching") else (500.0,)):
+        for size in (tile, tile + multiple_of(model)):
+            inputs = example_inputs(family, 2, size, t, seed=int(t))
+            errors[f"t{int(t)}_s{size}"] = float(np.abs(torch_reference(model, family, inputs) - ort_run(path, inputs)).max())
+    return errors
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def add_metadata(path: Path, meta: dict[str, str]) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+def model_metadata(state: dict, model_id: str, precision: str, tile: int, multiple: int) -> dict[str, str]:
+    meta = state["meta"]
+    family = meta["family"]
+    schedule = dict(meta.get("schedule") or {})
+    prediction = schedule.get("prediction_type", "velocity" if family == "flow_matching" else "")
+    return {
+        "nlf_family": family,
+        "nlf_model_id": model_id,
+        "nlf_precision": precision,
+        "nlf_prediction_type": prediction,
+        "nlf_schedule": json.dumps(schedule),
+        "nlf_transforms": json.dumps(meta.get("transforms") or transforms.describe()),
+        "nlf_input_channels": json.dumps(["dmsp", "reference", "reference_mask"]),
+        "nlf_tile_size": str(tile),
+        "nlf_multiple_of": str(multiple),
+        "nlf_native_resolution": "15 arcsec (VIIRS DNB grid)",
+        "nlf_training_data": json.dumps(meta.get("data") or {}),
+        "nlf_version": f"{model_id} step {state.get('step')} commit {meta.get('git_commit', 'unknown')}",
+        "nlf_config": json.dumps(meta.get("model_table") or {}),
+    }
+
+
+def calibration_inputs(family: str, meta: dict, count: int, tile: int, seed: int = 99) -> list[dict[str, np.ndarray]]:
+    """Real model inputs for int8 calibration: dataset tiles, noised to timesteps drawn across the whole
+    schedule (a diffusion model's activations at t≈999 and t≈0 differ widely; calibrating on one end
+    clips the other)."""
+    from nightlight_fusion_plugin.core.schedulers import SchedulerConfig, alphas_cumprod, make_betas
+
+    from .data import build_dataset
+
+    data = meta.get("data") or {}
+    dataset = build_dataset({**{k: v for k, v in data.items() if k in ("kind", "seed", "spread")},
+                             "tile": tile, "val_length": count}, "val")
+    rng = np.random.default_rng(seed)
+    abar = alphas_cumprod(make_betas(SchedulerConfig.from_dict(meta.get("schedule") or {}))) if family == "diffusion" else None
+    out = []
+    for i in range(count):
+        item = dataset[i]
+        cond, x0 = item["condition"].numpy()[None], item["target"].numpy()[None]
+        noise = rng.standard_normal(x0.shape).astype(np.float32)
+        t = float(rng.integers(0, 1000))
+        if family == "unet":
+            out.append({"condition": cond})
+        elif family == "normalizing_flow":
+            out.append({"condition": cond, "latent": (0.8 * noise).astype(np.float32)})
+        elif family == "flow_matching":
+            s = t / 1000.0
+            out.append({"sample": ((1 - s) * x0 + s * noise).astype(np.float32), "timestep": np.array([t], np.float32),
+                        "condition": cond})
+        else:
+            a = float(abar[int(t)])
+            out.append({"sample": (np.sqrt(a) * x0 + np.sqrt(1 - a) * noise).astype(np.float32),
+                        "timestep": np.array([t], np.float32), "condition": cond})
+    return out
+
+
+def _reader(samples: list[dict[str, np.ndarray]]):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(samples)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    return Reader()
+
+
+def quantize_int8(fp32: Path, out: Path, samples: list[dict[str, np.ndarray]], exclude: list[str],
+                  only: list[str] | None = None) -> None:
+    """Static QDQ int8, per-channel symmetric weights, asymmetric activations."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out), _reader(samples), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                        nodes_to_quantize=only, extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+
+
+def output_error(reference: Path, candidate: Path, samples: list[dict[str, np.ndarray]]) -> float:
+    return float(np.mean([np.mean((ort_run(reference, s) - ort_run(candidate, s)) ** 2) for s in samples]))
+
+
+def sensitivity_exclusions(fp32: Path, samples: list[dict[str, np.ndarray]], budget: int) -> tuple[list[str], dict]:
+    """Mixed precision: quantize one Conv/Gemm node at a time, measure the output error that node alone
+    causes, and keep the `budget` most damaging nodes in fp32."""
+    if budget <= 0:
+        return [], {}
+    graph = onnx.load(str(fp32)).graph
+    candidates = [n.name for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.name]
+    scores = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        single = Path(tmp) / "single.onnx"
+        for name in candidates:
+            quantize_int8(fp32, single, samples, [], only=[name])
+            scores[name] = output_error(fp32, single, samples)
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    return ranked[:budget], scores
+
+
+def quantize_fp16(fp32: Path, out: Path) -> None:
+    from onnxruntime.transformers import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+    onnx.save(model, str(out))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def register(zoo: Path, entry: dict[str, Any]) -> None:
+    manifest_path = zoo / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"version": 1, "models": []}
+    manifest["models"] = [m for m in manifest["models"] if m["id"] != entry["id"]] + [entry]
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def export(checkpoint: str, zoo: Path, quantize: str = "int8", model_id: str | None = None, tile: int = 64,
+           calibration_count: int = 64, exclude_budget: int = 2) -> list[dict[str, Any]]:
+    state = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(checkpoint)
+    family = state["meta"]["family"]
+    model_id = model_id or f"{family.replace('_', '-')}"
+    zoo.mkdir(parents=True, exist_ok=True)
+    multiple = multiple_of(model)
+    fp32_path = zoo / f"{model_id}-fp32.onnx"
+    export_onnx(model, family, fp32_path, tile)
+    add_metadata(fp32_path, model_metadata(state, f"{model_id}-fp32", "fp32", tile, multiple))
+    report = {"parity_fp32": parity(model, family, fp32_path, tile)}
+    worst = max(report["parity_fp32"].values())
+    if worst > 1e-3:
+        raise RuntimeError(f"ONNX export of {checkpoint} differs from torch by {worst:g} (> 1e-3): not exported")
+    provenance = {"checkpoint": str(checkpoint), "step": state.get("step"), "commit": git_commit(),
+                  "command": " ".join(["python -m training.export", *sys.argv[1:]]),
+                  "trained_with": state["meta"].get("command"), "seed": state["meta"].get("seed")}
+    entries = [{"id": f"{model_id}-fp32", "family": family, "file": fp32_path.name, "precision": "fp32",
+                "sha256": sha256_of(fp32_path), "size_bytes": fp32_path.stat().st_size, "variant_of": None,
+                "parity": report["parity_fp32"], "provenance": provenance}]
+    if quantize in ("int8", "fp16"):
+        q_path = zoo / f"{model_id}-{quantize}.onnx"
+        if quantize == "int8":
+            samples = calibration_inputs(family, state["meta"], calibration_count, tile)
+            exclude, scores = sensitivity_exclusions(fp32_path, samples[:8], exclude_budget)
+            quantize_int8(fp32_path, q_path, samples, exclude)
+            report["kept_fp32"] = exclude
+        else:
+            quantize_fp16(fp32_path, q_path)
+        add_metadata(q_path, model_metadata(state, f"{model_id}-{quantize}", quantize, tile, multiple))
+        errors = {}
+        for t in (PARITY_TIMESTEPS if family in ("diffusion", "flow_matching") else (500.0,)):
+            inputs = example_inputs(family, 2, tile, t, seed=int(t))
+            errors[f"t{int(t)}"] = float(np.abs(ort_run(fp32_path, inputs) - ort_run(q_path, inputs)).mean())
+        entries.append({"id": f"{model_id}-{quantize}", "family": family, "file": q_path.name, "precision": quantize,
+                        "sha256": sha256_of(q_path), "size_bytes": q_path.stat().st_size,
+                        "variant_of": f"{model_id}-fp32", "parity_mean_abs_vs_fp32": errors,
+                        "nodes_kept_fp32": report.get("kept_fp32", []), "provenance": provenance})
+    for entry in entries:
+        register(zoo, entry)
+    return entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--out", type=Path, default=Path("model_zoo"))
+    parser.add_argument("--quantize", choices=["int8", "fp16", "none"], default="int8")
+    parser.add_argument("--id", dest="model_id")
+    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--calibration-tiles", type=int, default=64)
+    args = parser.parse_args(argv)
+    for entry in export(args.checkpoint, args.out, args.quantize, args.model_id, args.tile, args.calibration_tiles):
+        print(f"{entry['id']}: {entry['file']} ({entry['size_bytes'] / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

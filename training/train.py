@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,7 @@ class LossModule(nn.Module):
         return self.family.loss(batch)
 
 
-def lr_lambda(train: dict[str, Any]):  # noqa: ANN201 (LambdaLR callable)
+def lr_lambda(train: dict[str, Any]) -> Callable[[int], float]:
     warmup, total, floor = train["warmup_steps"], train["steps"], train["min_lr_ratio"]
 
     def factor(step: int) -> float:

@@ -57,3 +57,28 @@ def write_raster(
     ) as dst:
         dst.write(bands)
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_zoo(tmp_path_factory) -> Path:
+    """A real model zoo made by the real training and export commands, at smoke scale (a few steps of
+    each family's smoke config): exercises train -> export -> onnxruntime -> engine end to end."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("zoo")
+    runs, zoo = root / "runs", root / "model_zoo"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for family, quantize in (("unet", "none"), ("diffusion", "int8"), ("flow_matching", "none"), ("normalizing_flow", "none")):
+        subprocess.run([sys.executable, "-m", "training.train", "--config", f"training/configs/{family}_smoke.toml",
+                        "--out", str(runs / family), "--max-steps", "3"], cwd=REPO, env=env, check=True,
+                       capture_output=True)
+        subprocess.run([sys.executable, "-m", "training.export", str(runs / family), "--out", str(zoo), "--quantize",
+                        quantize, "--calibration-tiles", "8"], cwd=REPO, env=env, check=True, capture_output=True)
+    return zoo
+
+
+@pytest.fixture
+def use_zoo(smoke_zoo, monkeypatch) -> Path:
+    monkeypatch.setenv("NLF_MODEL_ZOO", str(smoke_zoo))
+    return smoke_zoo

@@ -63,7 +63,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     g = result.grid
     device = f" on {result.device} ({result.sampler})" if result.sampler else ""
-    print(f"wrote {result.output}: {g.width}×{g.height} px, {g.crs.to_string()}, model {result.model}{device}, {result.seconds:.1f} s")
+    size = f"{g.width}×{g.height} px, {g.crs.to_string()}"
+    print(f"wrote {result.output}: {size}, model {result.model}{device}, {result.seconds:.1f} s")
     if result.uncertainty:
         print(f"wrote {result.uncertainty}: ensemble standard deviation (nW/cm²/sr)")
     return 0

@@ -102,7 +102,7 @@ def choose_providers(device: str = "auto", available: list[str] | None = None) -
         raise InputError(f"Unknown device '{device}': use auto, cpu, cuda, directml or coreml.")
     wanted = [p for p in DEVICE_PROVIDERS[device] if p in available]
     if wanted:
-        return wanted + ["CPUExecutionProvider"], None
+        return list(dict.fromkeys(wanted + ["CPUExecutionProvider"])), None
     return ["CPUExecutionProvider"], (
         f"Device '{device}' requested but onnxruntime here has no {DEVICE_PROVIDERS[device][0]} "
         f"(available: {', '.join(available)}); running on the CPU. For CUDA install onnxruntime-gpu."

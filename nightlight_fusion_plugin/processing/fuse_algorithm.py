@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsMessageLog,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputString,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -13,30 +15,40 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from ..core.models import available_models, default_model
+from ..core.errors import FusionError
+from ..core.samplers import SAMPLERS
 from .common import NightLightsStyler, core_callbacks, raster_file, require_core, run_core
 
+DEVICES = ["auto", "cpu", "cuda", "directml", "coreml"]
 HELP = """<p>Fuses a DMSP-OLS stable-lights raster (DN 0–63) into a VIIRS-like radiance raster (nW/cm²/sr).</p>
 <p><b>DMSP</b>: single-band DMSP-OLS stable lights of the target year. <b>VIIRS</b> (optional): a VIIRS DNB
-composite of a reference year; the output is written on its grid and the DN→radiance calibration is fitted
-against it. Without it the output is on a 15″ EPSG:4326 grid and a fixed calibration curve is used.
-<b>EXTENT</b> (optional) restricts the area. <b>MODEL</b>: <code>baseline</code> is the traditional method
-(Elvidge et al. 2014 intercalibration + calibration). <b>SATELLITE</b>/<b>YEAR</b> choose the intercalibration
-coefficients when the file name does not say (NOAA names such as F182013 are recognised).</p>
+composite of a reference year; the output is written on its grid. Without it the output is on a 15″ EPSG:4326
+grid. <b>EXTENT</b> (optional) restricts the area. <b>MODEL</b>: <code>baseline</code> is the traditional method
+(Elvidge et al. 2014 intercalibration + DN→radiance calibration fitted to the reference); the other models are
+the bundled ONNX models (<code>python -m nightlight_fusion_plugin models</code> lists them).
+<b>SPEED</b>: the model's speed level, 1 = fastest (sampler and steps measured for each level);
+<b>SAMPLER</b>/<b>STEPS</b> override it. <b>ENSEMBLE</b> averages K samples; <b>UNCERTAINTY</b> (optional output)
+is their standard deviation. <b>DEVICE</b>: auto picks CUDA/DirectML/CoreML when onnxruntime has it, else the CPU;
+the DEVICE output says which ran. <b>SATELLITE</b>/<b>YEAR</b> choose the intercalibration coefficients when the
+file name does not say (NOAA names such as F182013 are recognised).</p>
 <p>Nodata and NaN in the inputs stay nodata in the output; negative VIIRS radiance is valid.</p>"""
 
 
+def model_ids() -> tuple[list[str], str]:
+    """Model ids for the MODEL enum; a broken zoo must not stop the plugin from loading (baseline stays)."""
+    try:
+        from ..core.models import available_models, default_model
+
+        return [m.id for m in available_models()], default_model().id
+    except FusionError as exc:
+        QgsMessageLog.logMessage(str(exc), "Nightlight Fusion")
+        return ["baseline"], "baseline"
+
+
 class FuseAlgorithm(QgsProcessingAlgorithm):
-    DMSP, VIIRS, EXTENT, MODEL, SEED, SATELLITE, YEAR, OUTPUT = (
-        "DMSP",
-        "VIIRS",
-        "EXTENT",
-        "MODEL",
-        "SEED",
-        "SATELLITE",
-        "YEAR",
-        "OUTPUT",
-    )
+    DMSP, VIIRS, EXTENT, MODEL, SEED, OUTPUT = "DMSP", "VIIRS", "EXTENT", "MODEL", "SEED", "OUTPUT"
+    SPEED, SAMPLER, STEPS, ENSEMBLE, DEVICE, UNCERTAINTY = "SPEED", "SAMPLER", "STEPS", "ENSEMBLE", "DEVICE", "UNCERTAINTY"
+    SATELLITE, YEAR = "SATELLITE", "YEAR"
 
     def __init__(self):
         super().__init__()
@@ -58,36 +70,56 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         return self.tr(HELP)
 
     def initAlgorithm(self, config=None):  # noqa: N802
+        integer = QgsProcessingParameterNumber.Integer
         self.addParameter(QgsProcessingParameterRasterLayer(self.DMSP, self.tr("DMSP-OLS stable lights (DN 0–63)")))
         self.addParameter(
             QgsProcessingParameterRasterLayer(self.VIIRS, self.tr("VIIRS DNB reference (nW/cm²/sr)"), optional=True)
         )
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, self.tr("Area"), optional=True))
-        ids = [m.id for m in available_models()]
+        ids, default = model_ids()
+        self.addParameter(
+            QgsProcessingParameterEnum(self.MODEL, self.tr("Model"), options=ids, defaultValue=default, usesStaticStrings=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SPEED, self.tr("Speed level (1 = fastest; empty: the model's default)"), integer, optional=True, minValue=1
+            )
+        )
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), integer, defaultValue=0, minValue=0))
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.MODEL, self.tr("Model"), options=ids, defaultValue=default_model().id, usesStaticStrings=True
+                self.DEVICE, self.tr("Device"), options=DEVICES, defaultValue="auto", usesStaticStrings=True
             )
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0
-            )
-        )
-        for param in (
-            QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True),
-            QgsProcessingParameterNumber(
-                self.YEAR,
-                self.tr("DMSP year"),
-                QgsProcessingParameterNumber.Integer,
+        advanced = [
+            QgsProcessingParameterEnum(
+                self.SAMPLER,
+                self.tr("Sampler (overrides the speed level)"),
+                options=list(SAMPLERS),
                 optional=True,
-                minValue=1992,
-                maxValue=2013,
+                usesStaticStrings=True,
             ),
-        ):
+            QgsProcessingParameterNumber(self.STEPS, self.tr("Sampler steps"), integer, optional=True, minValue=1),
+            QgsProcessingParameterNumber(
+                self.ENSEMBLE, self.tr("Ensemble size K (mean of K samples)"), integer, defaultValue=1, minValue=1, maxValue=64
+            ),
+            QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True),
+            QgsProcessingParameterNumber(self.YEAR, self.tr("DMSP year"), integer, optional=True, minValue=1992, maxValue=2013),
+        ]
+        for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Fused VIIRS-like radiance")))
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.UNCERTAINTY, self.tr("Uncertainty (ensemble standard deviation)"), optional=True, createByDefault=False
+            )
+        )
+        self.addOutput(QgsProcessingOutputString("DEVICE", self.tr("Device that ran the model")))
+        self.addOutput(QgsProcessingOutputString("SAMPLER", self.tr("Sampler, steps and NFE used")))
+
+    def _optional_int(self, parameters, name, context):
+        return self.parameterAsInt(parameters, name, context) if parameters.get(name) not in (None, "") else None
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
         # Layers live in the main thread: resolve them to files here, process in the worker thread.
@@ -103,11 +135,19 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             if not rect.isNull():
                 self._extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
                 self._extent_crs = crs.toWkt() if crs.isValid() else None
-        self._model = self.parameterAsEnumString(parameters, self.MODEL, context) or default_model().id
+        self._model = self.parameterAsEnumString(parameters, self.MODEL, context) or None
         self._seed = self.parameterAsInt(parameters, self.SEED, context)
+        self._speed = self._optional_int(parameters, self.SPEED, context)
+        self._sampler = self.parameterAsEnumString(parameters, self.SAMPLER, context) or None
+        self._steps = self._optional_int(parameters, self.STEPS, context)
+        self._ensemble = self._optional_int(parameters, self.ENSEMBLE, context)
+        self._device = self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
-        self._year = self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
+        self._year = self._optional_int(parameters, self.YEAR, context)
         self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        self._uncertainty = None
+        if parameters.get(self.UNCERTAINTY) not in (None, ""):
+            self._uncertainty = self.parameterAsOutputLayer(parameters, self.UNCERTAINTY, context) or None
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -124,12 +164,24 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             seed=self._seed,
             satellite=self._satellite,
             year=self._year,
+            speed=self._speed,
+            sampler=self._sampler,
+            steps=self._steps,
+            ensemble=None if (self._uncertainty and (self._ensemble or 1) < 2) else self._ensemble,  # core picks 2
+            uncertainty=self._uncertainty,
+            device=self._device,
             overwrite=True,  # Processing's destination widget already asked before overwriting
         )
         progress, cancelled = core_callbacks(feedback)
         result = run_core(lambda: fuse(request, progress, cancelled), feedback)
         for note in result.notes:
             feedback.pushInfo(note)
-        if context.willLoadLayerOnCompletion(result.output):
-            context.layerToLoadOnCompletionDetails(result.output).setPostProcessor(self._styler)
-        return {self.OUTPUT: result.output}
+        for path in (result.output, result.uncertainty):
+            if path and context.willLoadLayerOnCompletion(path):
+                context.layerToLoadOnCompletionDetails(path).setPostProcessor(self._styler)
+        return {
+            self.OUTPUT: result.output,
+            self.UNCERTAINTY: result.uncertainty,
+            "DEVICE": result.device,
+            "SAMPLER": result.sampler or "traditional (no sampling)",
+        }

@@ -48,6 +48,8 @@ class FuseRequest:
     threads: int | None = None
     batch_size: int = 8
     temperature: float = 0.8
+    grid_like: str | None = None  # write on this raster's grid (cropped to the inputs) instead of VIIRS's
+    dmsp_resampling: str = "bilinear"  # how DMSP is warped to the output grid (evaluation compares cubic)
 
 
 @dataclass
@@ -112,7 +114,8 @@ def fuse(
     uncertainty = None
     if request.uncertainty:
         uncertainty = check_output_path(request.uncertainty, inputs + [str(output)], request.overwrite)
-    grid = output_grid(dmsp, viirs, request.extent, request.extent_crs)
+    template = inspect_raster(request.grid_like, "grid template") if request.grid_like else viirs
+    grid = output_grid(dmsp, template, request.extent, request.extent_crs)
     check_dmsp_values(dmsp, grid)
     intercal = resolve_intercalibration(dmsp.path, request.satellite, request.year)
     tags = {
@@ -139,7 +142,7 @@ def fuse(
 def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel) -> None:
     method = TraditionalFusion(intercal)
     with ExitStack() as stack:
-        dmsp_reader = stack.enter_context(AlignedReader(dmsp, grid))
+        dmsp_reader = stack.enter_context(AlignedReader(dmsp, grid, Resampling[request.dmsp_resampling]))
         viirs_reader = stack.enter_context(AlignedReader(viirs, grid, Resampling.nearest)) if viirs else None
         fit_share = 0.3 if viirs_reader else 0.0
         method.prepare(

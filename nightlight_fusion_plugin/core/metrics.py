@@ -39,14 +39,51 @@ def sum_of_lights_error(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float((np.sum(prediction, dtype=np.float64) - total) / total) if total else float("nan")
 
 
-def all_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Metrics over the pixels valid in both arrays."""
+def all_metrics(prediction: np.ndarray, truth: np.ndarray, saturated: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics over the pixels valid in both arrays; with a saturated-DMSP mask, also the errors inside the
+    saturated cores (where DMSP carries no information)."""
     ok = np.isfinite(prediction) & np.isfinite(truth)
     p, t = np.asarray(prediction, np.float64)[ok], np.asarray(truth, np.float64)[ok]
-    return {
+    scores = {
         "pixels": int(ok.sum()),
         "psnr_log": psnr_log(p, t),
         "rmse": rmse(p, t),
         "r2": r2(p, t),
         "sum_of_lights_error": sum_of_lights_error(p, t),
     }
+    if np.ndim(prediction) == 2 and np.ndim(truth) == 2:
+        scores["ssim_log"] = ssim_log(prediction, truth)
+    if saturated is not None:
+        core = ok & saturated
+        scores["saturated_pixels"] = int(core.sum())
+        if core.any():
+            pc, tc = np.asarray(prediction, np.float64)[core], np.asarray(truth, np.float64)[core]
+            scores["saturated_rmse"] = rmse(pc, tc)
+            scores["saturated_psnr_log"] = psnr_log(pc, tc)
+    return scores
+
+
+def _window_mean(a: np.ndarray, size: int) -> np.ndarray:
+    """Mean over every size×size window lying fully inside the array ('valid' positions)."""
+    c = np.cumsum(np.cumsum(np.pad(a, ((1, 0), (1, 0))), axis=0), axis=1)
+    s = c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
+    return s / (size * size)
+
+
+def ssim_log(prediction: np.ndarray, truth: np.ndarray, win_size: int = 7) -> float:
+    """SSIM (Wang et al. 2004) of log1p radiance with the fixed LOG_DATA_RANGE, as scikit-image computes it by
+    default (7×7 uniform window, sample covariance, border windows dropped); windows touching nodata are skipped."""
+    x, y = _log(np.nan_to_num(prediction)).astype(np.float64), _log(np.nan_to_num(truth)).astype(np.float64)
+    valid = (np.isfinite(prediction) & np.isfinite(truth)).astype(np.float64)
+    if min(x.shape) < win_size:
+        return float("nan")
+    n = win_size * win_size
+    cov_norm = n / (n - 1)
+    ux, uy = _window_mean(x, win_size), _window_mean(y, win_size)
+    vx = cov_norm * (_window_mean(x * x, win_size) - ux * ux)
+    vy = cov_norm * (_window_mean(y * y, win_size) - uy * uy)
+    vxy = cov_norm * (_window_mean(x * y, win_size) - ux * uy)
+    c1, c2 = (0.01 * LOG_DATA_RANGE) ** 2, (0.03 * LOG_DATA_RANGE) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    full = _window_mean(valid, win_size) > 1 - 1e-9
+    return float(s[full].mean()) if full.any() else float("nan")

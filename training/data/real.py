@@ -172,7 +172,9 @@ class SemiRealGreece(Dataset):
             col = int(rng.integers(0, self.grid.width - full + 1)) // 2 * 2
             r0, c0 = row + MARGIN_PX, col + MARGIN_PX
             bounds = (t.c + c0 * t.a, t.f + (r0 + self.tile) * t.e, t.c + (c0 + self.tile) * t.a, t.f + r0 * t.e)
-            inside = _overlaps(bounds, GREECE_HOLDOUT)
+            # training tiles keep their whole context (the DMSP halo margin) out of the hold-out too
+            context = (t.c + col * t.a, t.f + (row + full) * t.e, t.c + (col + full) * t.a, t.f + row * t.e)
+            inside = _overlaps(context, GREECE_HOLDOUT)
             if self.split == "holdout":
                 inside = (
                     bounds[0] >= GREECE_HOLDOUT[0]

@@ -21,6 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--spread", type=float, default=1.0, help="width of the sensor-parameter randomisation")
     p.add_argument("--robustness-holdout", action="store_true", help="sensor parameters outside the training range")
+    p.add_argument("--min-gap", type=int, default=1, help="minimum years between the DMSP year and the reference year")
+    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("greece", help="semi-real evaluation scenes from the Greece hold-out region (never trained on)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--real", type=Path, default=DEFAULT_REAL)
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p = sub.add_parser("dmsp", help="DMSP-like DN from a VIIRS radiance raster (30″ EPSG:4326 output)")
     p.add_argument("--viirs", required=True)
@@ -41,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pairs":
             from .writer import write_pairs
 
-            print(write_pairs(args.out, args.count, args.size, args.seed, args.spread, args.robustness_holdout, args.overwrite))
+            print(write_pairs(args.out, args.count, args.size, args.seed, args.spread, args.robustness_holdout, args.overwrite,
+                              args.min_gap))
+        elif args.command == "greece":
+            from .greece import write_greece_holdout
+
+            print(write_greece_holdout(args.real, args.out, args.size, args.seed, args.overwrite))
         elif args.command == "dmsp":
             from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
 

@@ -45,6 +45,7 @@ def make_pair(
     reference_year: int | None = None,
     spread: float = 1.0,
     robustness_holdout: bool = False,
+    min_gap: int = 1,
 ) -> ScenePair:
     """Simulate one aligned scene of size×size VIIRS pixels (size even). Same arguments -> same arrays."""
     if size % 2:
@@ -52,7 +53,7 @@ def make_pair(
     rng = np.random.default_rng([seed, 1])
     year = int(rng.integers(DMSP_YEARS[0], DMSP_YEARS[1] + 1)) if year is None else year
     if reference_year is None:
-        reference_year = int(rng.integers(max(VIIRS_YEARS[0], year + 1), VIIRS_YEARS[1] + 1))
+        reference_year = int(rng.integers(min(max(VIIRS_YEARS[0], year + min_gap), VIIRS_YEARS[1]), VIIRS_YEARS[1] + 1))
     full = size + 2 * MARGIN_PX
     plan = plan_scene(seed, full, base_year=year)
     pixel_km = pixel_size_km(plan.latitude, VIIRS_PIXEL_DEG)

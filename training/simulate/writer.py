@@ -85,13 +85,15 @@ def write_pairs(
     spread: float = 1.0,
     robustness_holdout: bool = False,
     overwrite: bool = False,
+    min_gap: int = 1,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not overwrite:
         raise FileExistsError(f"{manifest_path} exists; choose another --out or pass --overwrite")
     scenes = [
-        write_pair(make_pair(seed * 1_000_003 + i, size, spread=spread, robustness_holdout=robustness_holdout), out, i)
+        write_pair(make_pair(seed * 1_000_003 + i, size, spread=spread, robustness_holdout=robustness_holdout,
+                             min_gap=min_gap), out, i)
         for i in range(count)
     ]
     manifest = {
@@ -101,6 +103,7 @@ def write_pairs(
         "seed": seed,
         "spread": spread,
         "robustness_holdout": robustness_holdout,
+        "min_gap": min_gap,
         "scenes": scenes,
     }
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")

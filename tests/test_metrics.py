@@ -1,0 +1,44 @@
+"""The harness's metrics against scikit-image's reference implementations (test-only oracle)."""
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from nightlight_fusion_plugin.core.metrics import LOG_DATA_RANGE, all_metrics, psnr_log, ssim_log
+
+
+def _pair(seed=0, shape=(64, 80)):
+    rng = np.random.default_rng(seed)
+    truth = np.exp(rng.normal(0, 1.5, shape)).astype(np.float32)
+    prediction = np.clip(truth * rng.lognormal(0, 0.3, shape), 0, None).astype(np.float32)
+    return prediction, truth
+
+
+def test_psnr_matches_scikit_image_with_the_fixed_data_range():
+    p, t = _pair()
+    expected = peak_signal_noise_ratio(np.log1p(t), np.log1p(p), data_range=LOG_DATA_RANGE)
+    assert psnr_log(p, t) == pytest.approx(expected, rel=1e-6)
+
+
+def test_ssim_matches_scikit_image():
+    p, t = _pair(1)
+    expected = structural_similarity(np.log1p(t).astype(np.float64), np.log1p(p).astype(np.float64), data_range=LOG_DATA_RANGE)
+    assert ssim_log(p, t) == pytest.approx(expected, abs=1e-6)
+
+
+def test_flare_beyond_the_clip_does_not_move_psnr():
+    p, t = _pair(2)
+    t2, p2 = t.copy(), p.copy()
+    t2[5, 5], p2[5, 5] = 5000.0, 3000.0  # both above the 1000 nW clip
+    t[5, 5], p[5, 5] = 1000.0, 1000.0
+    assert psnr_log(p2, t2) == pytest.approx(psnr_log(p, t))
+
+
+def test_saturated_core_errors_and_nodata():
+    p, t = _pair(3)
+    p[0, :] = np.nan
+    mask = np.zeros_like(t, bool)
+    mask[10:20, 10:20] = True
+    scores = all_metrics(p, t, saturated=mask)
+    assert scores["pixels"] == t.size - t.shape[1] and scores["saturated_pixels"] == 100
+    assert np.isfinite(scores["saturated_rmse"]) and np.isfinite(scores["ssim_log"])

@@ -1,0 +1,138 @@
+"""The evaluation harness: any model (zoo id, ONNX file or training checkpoint) and the baselines, run through
+the plugin's own engine on held-out scenes, scored with core.metrics.
+
+python -m training.evaluate --model CKPT_OR_ONNX_OR_ID --data DIR [--sampler S --steps N --ensemble K]
+                            [--speed L] [--no-reference] [--out results.json]
+
+DIR holds scenes written by `python -m training.simulate pairs` (synthetic test set, robustness hold-out)
+or `python -m training.simulate greece` (semi-real Greece hold-out). Baselines are models too:
+`baseline` (intercalibration + calibration), `persistence` (the reference as the prediction) and `bicubic`
+(bicubic-upsampled DMSP through the same calibration). Metrics are averaged over scenes; time is the
+engine's wall time per megapixel on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.grids import AlignedReader, Grid, inspect_raster
+from nightlight_fusion_plugin.core.metrics import all_metrics
+
+BASELINES = ("baseline", "persistence", "bicubic")
+
+
+def read_on(path: str, grid: Grid, resampling: Resampling = Resampling.bilinear) -> np.ndarray:
+    with AlignedReader(inspect_raster(path, "raster"), grid, resampling) as reader:
+        return reader.read(Window(0, 0, grid.width, grid.height))
+
+
+@contextlib.contextmanager
+def model_zoo_for(model: str):
+    """Yield a model id usable by the engine: zoo ids as they are; an ONNX file or a checkpoint through a
+    temporary one-model zoo (checkpoints are exported to fp32 ONNX first, so the engine is what is scored)."""
+    path = Path(model)
+    if model in BASELINES or not path.exists():
+        yield model
+        return
+    previous = os.environ.get("NLF_MODEL_ZOO")
+    with tempfile.TemporaryDirectory() as tmp:
+        zoo = Path(tmp)
+        if path.suffix == ".onnx":
+            import onnxruntime as ort
+
+            from .export import register, sha256_of
+
+            family = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map["nlf_family"]
+            model_id = path.stem
+            register(zoo, {"id": model_id, "family": family, "file": str(path.resolve()), "precision": "unknown",
+                           "sha256": sha256_of(path)})
+        else:
+            from .export import export
+
+            model_id = export(str(path), zoo, quantize="none", model_id="evaluated")[0]["id"]
+        os.environ["NLF_MODEL_ZOO"] = str(zoo)
+        try:
+            yield model_id
+        finally:
+            if previous is None:
+                os.environ.pop("NLF_MODEL_ZOO", None)
+            else:
+                os.environ["NLF_MODEL_ZOO"] = previous
+
+
+def evaluate(model: str, data_dir: Path, sampler: str | None = None, steps: int | None = None, speed: int | None = None,
+             ensemble: int = 1, with_reference: bool = True, seed: int = 0, limit: int | None = None) -> dict[str, Any]:
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    scenes = manifest["scenes"][:limit] if limit else manifest["scenes"]
+    rows, seconds, megapixels = [], 0.0, 0.0
+    with model_zoo_for(model) as model_id, tempfile.TemporaryDirectory() as tmp:
+        for scene in scenes:
+            files = {k: str(data_dir / v) for k, v in scene["files"].items()}
+            truth_info = inspect_raster(files["viirs_truth"], "truth")
+            grid = Grid(truth_info.crs, truth_info.transform, truth_info.width, truth_info.height)
+            truth = read_on(files["viirs_truth"], grid, Resampling.nearest)
+            saturated = read_on(files["dmsp"], grid, Resampling.nearest) >= 62.5
+            reference = files["viirs_reference"] if with_reference else None
+            started = time.perf_counter()
+            if model_id == "persistence":
+                if reference is None:
+                    raise ValueError("persistence needs the reference: drop --no-reference")
+                prediction = read_on(reference, grid, Resampling.nearest)
+            else:
+                out = Path(tmp) / "prediction.tif"
+                fuse(FuseRequest(
+                    dmsp=files["dmsp"], viirs=reference, output=str(out), overwrite=True, grid_like=files["viirs_truth"],
+                    model="baseline" if model_id == "bicubic" else model_id, seed=seed + scene["index"],
+                    dmsp_resampling="cubic" if model_id == "bicubic" else "bilinear", sampler=sampler, steps=steps,
+                    speed=speed, ensemble=ensemble, satellite=scene.get("satellite"), year=scene.get("year"),
+                ))
+                prediction = read_on(str(out), grid, Resampling.nearest)
+            seconds += time.perf_counter() - started
+            megapixels += grid.width * grid.height / 1e6
+            rows.append(all_metrics(prediction, truth, saturated))
+    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
+    summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
+    return {"model": model, "data": str(data_dir), "scenes": len(rows), "with_reference": with_reference,
+            "sampler": sampler, "steps": steps, "speed": speed, "ensemble": ensemble,
+            "seconds_per_megapixel": seconds / max(megapixels, 1e-9), **summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="zoo id, ONNX file, checkpoint, or baseline/persistence/bicubic")
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--sampler")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--speed", type=int)
+    parser.add_argument("--ensemble", type=int, default=1)
+    parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="evaluate only the first N scenes")
+    parser.add_argument("--out", type=Path, help="append the result as one JSON line to this file")
+    args = parser.parse_args(argv)
+    result = evaluate(args.model, args.data, args.sampler, args.steps, args.speed, args.ensemble, not args.no_reference,
+                      args.seed, args.limit)
+    line = json.dumps(result)
+    if args.out:
+        with open(args.out, "a") as fh:
+            fh.write(line + "\n")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

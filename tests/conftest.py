@@ -70,11 +70,41 @@ def smoke_zoo(tmp_path_factory) -> Path:
     runs, zoo = root / "runs", root / "model_zoo"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for family, quantize in (("unet", "none"), ("diffusion", "int8"), ("flow_matching", "none"), ("normalizing_flow", "none")):
-        subprocess.run([sys.executable, "-m", "training.train", "--config", f"training/configs/{family}_smoke.toml",
-                        "--out", str(runs / family), "--max-steps", "3"], cwd=REPO, env=env, check=True,
-                       capture_output=True)
-        subprocess.run([sys.executable, "-m", "training.export", str(runs / family), "--out", str(zoo), "--quantize",
-                        quantize, "--calibration-tiles", "8"], cwd=REPO, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "training.train",
+                "--config",
+                f"training/configs/{family}_smoke.toml",
+                "--out",
+                str(runs / family),
+                "--max-steps",
+                "3",
+            ],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "training.export",
+                str(runs / family),
+                "--out",
+                str(zoo),
+                "--quantize",
+                quantize,
+                "--calibration-tiles",
+                "8",
+            ],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     return zoo
 
 

@@ -24,13 +24,16 @@ def read(path):
         return src.read(1), src.tags(), src.bounds, src.transform
 
 
-@pytest.mark.parametrize("model, extra", [
-    ("unet-fp32", {}),
-    ("diffusion-fp32", {"sampler": "ddim", "steps": 3}),
-    ("diffusion-int8", {"sampler": "dpmpp_2m", "steps": 3}),
-    ("flow-matching-fp32", {"sampler": "flow_heun", "steps": 2}),
-    ("normalizing-flow-fp32", {}),
-])
+@pytest.mark.parametrize(
+    "model, extra",
+    [
+        ("unet-fp32", {}),
+        ("diffusion-fp32", {"sampler": "ddim", "steps": 3}),
+        ("diffusion-int8", {"sampler": "dpmpp_2m", "steps": 3}),
+        ("flow-matching-fp32", {"sampler": "flow_heun", "steps": 2}),
+        ("normalizing-flow-fp32", {}),
+    ],
+)
 def test_every_family_fuses_the_sample(use_zoo, sample, tmp_path, model, extra):
     result = run(sample, tmp_path / "out.tif", model=model, **extra)
     data, tags, _, _ = read(tmp_path / "out.tif")
@@ -64,7 +67,7 @@ def test_no_seams_output_does_not_depend_on_the_area(use_zoo, sample, tmp_path):
     part, _, _, pt = read(tmp_path / "part.tif")
     row, col = round((pt.f - ft.f) / ft.e), round((pt.c - ft.c) / ft.a)
     assert row > 0 and col > 0
-    np.testing.assert_allclose(full[row:row + part.shape[0], col:col + part.shape[1]], part, atol=1e-4)
+    np.testing.assert_allclose(full[row : row + part.shape[0], col : col + part.shape[1]], part, atol=1e-4)
 
 
 def test_tiny_areas_are_padded_and_cropped(use_zoo, sample, tmp_path):
@@ -74,8 +77,15 @@ def test_tiny_areas_are_padded_and_cropped(use_zoo, sample, tmp_path):
 
 
 def test_uncertainty_layer_from_an_ensemble(use_zoo, sample, tmp_path):
-    result = run(sample, tmp_path / "mean.tif", model="diffusion-fp32", sampler="ddim", steps=2, ensemble=3,
-                 uncertainty=str(tmp_path / "std.tif"))
+    result = run(
+        sample,
+        tmp_path / "mean.tif",
+        model="diffusion-fp32",
+        sampler="ddim",
+        steps=2,
+        ensemble=3,
+        uncertainty=str(tmp_path / "std.tif"),
+    )
     spread, tags, _, _ = read(tmp_path / "std.tif")
     assert result.uncertainty and tags["NLF_ENSEMBLE"] == "3"
     assert (spread >= 0).all() and spread.max() > 0
@@ -88,8 +98,15 @@ def test_cuda_requested_without_cuda_falls_back_to_cpu(use_zoo, sample, tmp_path
 
 def test_cancel_stops_within_a_batch_and_leaves_nothing(use_zoo, sample, tmp_path):
     calls = []
-    request = FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(tmp_path / "out.tif"),
-                          model="diffusion-fp32", sampler="ddim", steps=2, batch_size=2)
+    request = FuseRequest(
+        dmsp=str(sample["dmsp"]),
+        viirs=str(sample["reference"]),
+        output=str(tmp_path / "out.tif"),
+        model="diffusion-fp32",
+        sampler="ddim",
+        steps=2,
+        batch_size=2,
+    )
     with pytest.raises(CancelledError):
         fuse(request, is_cancelled=lambda: calls.append(1) or len(calls) > 3)
     assert not list(tmp_path.iterdir())

@@ -5,21 +5,25 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     out = tmp_path_factory.mktemp("scenes")
-    subprocess.run([sys.executable, "-m", "training.simulate", "pairs", "--out", str(out), "--count", "2", "--size", "64",
-                    "--seed", "9000"], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "training.simulate", "pairs", "--out", str(out), "--count", "2", "--size", "64", "--seed", "9000"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
 def evaluate(*args):
-    done = subprocess.run([sys.executable, "-m", "training.evaluate", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "training.evaluate", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -38,8 +42,9 @@ def test_zoo_model_and_onnx_file_and_no_reference(scenes, smoke_zoo, tmp_path):
     env_zoo = {"NLF_MODEL_ZOO": str(smoke_zoo)}
     os.environ.update(env_zoo)
     try:
-        by_id = evaluate("--model", "diffusion-fp32", "--data", scenes, "--sampler", "ddim", "--steps", "2", "--out",
-                         tmp_path / "r.jsonl")
+        by_id = evaluate(
+            "--model", "diffusion-fp32", "--data", scenes, "--sampler", "ddim", "--steps", "2", "--out", tmp_path / "r.jsonl"
+        )
         by_file = evaluate("--model", smoke_zoo / "diffusion-fp32.onnx", "--data", scenes, "--sampler", "ddim", "--steps", "2")
         alone = evaluate("--model", "unet-fp32", "--data", scenes, "--no-reference")
     finally:

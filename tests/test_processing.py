@@ -124,13 +124,26 @@ def test_missing_rasterio_is_reported_with_install_instructions(processing_run, 
 
 def test_fuse_with_a_zoo_model_speed_ensemble_uncertainty_device(processing_run, use_zoo, sample, tmp_path):
     import processing
+
     from nightlight_fusion_plugin.processing.fuse_algorithm import FuseAlgorithm
 
     out, spread = tmp_path / "fused.tif", tmp_path / "spread.tif"
-    result = processing.run(FuseAlgorithm(), {
-        "DMSP": str(sample["dmsp"]), "VIIRS": str(sample["reference"]), "MODEL": "diffusion-fp32", "SAMPLER": "ddim",
-        "STEPS": 2, "ENSEMBLE": 2, "DEVICE": "cpu", "UNCERTAINTY": str(spread), "OUTPUT": str(out)},
-        context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    result = processing.run(
+        FuseAlgorithm(),
+        {
+            "DMSP": str(sample["dmsp"]),
+            "VIIRS": str(sample["reference"]),
+            "MODEL": "diffusion-fp32",
+            "SAMPLER": "ddim",
+            "STEPS": 2,
+            "ENSEMBLE": 2,
+            "DEVICE": "cpu",
+            "UNCERTAINTY": str(spread),
+            "OUTPUT": str(out),
+        },
+        context=QgsProcessingContext(),
+        feedback=QgsProcessingFeedback(),
+    )
     assert result["DEVICE"] == "cpu" and "NFE 2" in result["SAMPLER"]
     assert result["UNCERTAINTY"] == str(spread) and spread.exists()
     with rasterio.open(out) as src:

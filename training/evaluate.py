@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -56,10 +55,22 @@ def model_zoo_for(model: str):
 
             from .export import register, sha256_of
 
-            family = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map["nlf_family"]
+            family = (
+                ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                .get_modelmeta()
+                .custom_metadata_map["nlf_family"]
+            )
             model_id = path.stem
-            register(zoo, {"id": model_id, "family": family, "file": str(path.resolve()), "precision": "unknown",
-                           "sha256": sha256_of(path)})
+            register(
+                zoo,
+                {
+                    "id": model_id,
+                    "family": family,
+                    "file": str(path.resolve()),
+                    "precision": "unknown",
+                    "sha256": sha256_of(path),
+                },
+            )
         else:
             from .export import export
 
@@ -74,8 +85,17 @@ def model_zoo_for(model: str):
                 os.environ["NLF_MODEL_ZOO"] = previous
 
 
-def evaluate(model: str, data_dir: Path, sampler: str | None = None, steps: int | None = None, speed: int | None = None,
-             ensemble: int = 1, with_reference: bool = True, seed: int = 0, limit: int | None = None) -> dict[str, Any]:
+def evaluate(
+    model: str,
+    data_dir: Path,
+    sampler: str | None = None,
+    steps: int | None = None,
+    speed: int | None = None,
+    ensemble: int = 1,
+    with_reference: bool = True,
+    seed: int = 0,
+    limit: int | None = None,
+) -> dict[str, Any]:
     manifest = json.loads((data_dir / "manifest.json").read_text())
     scenes = manifest["scenes"][:limit] if limit else manifest["scenes"]
     rows, seconds, megapixels = [], 0.0, 0.0
@@ -94,21 +114,42 @@ def evaluate(model: str, data_dir: Path, sampler: str | None = None, steps: int 
                 prediction = read_on(reference, grid, Resampling.nearest)
             else:
                 out = Path(tmp) / "prediction.tif"
-                fuse(FuseRequest(
-                    dmsp=files["dmsp"], viirs=reference, output=str(out), overwrite=True, grid_like=files["viirs_truth"],
-                    model="baseline" if model_id == "bicubic" else model_id, seed=seed + scene["index"],
-                    dmsp_resampling="cubic" if model_id == "bicubic" else "bilinear", sampler=sampler, steps=steps,
-                    speed=speed, ensemble=ensemble, satellite=scene.get("satellite"), year=scene.get("year"),
-                ))
+                fuse(
+                    FuseRequest(
+                        dmsp=files["dmsp"],
+                        viirs=reference,
+                        output=str(out),
+                        overwrite=True,
+                        grid_like=files["viirs_truth"],
+                        model="baseline" if model_id == "bicubic" else model_id,
+                        seed=seed + scene["index"],
+                        dmsp_resampling="cubic" if model_id == "bicubic" else "bilinear",
+                        sampler=sampler,
+                        steps=steps,
+                        speed=speed,
+                        ensemble=ensemble,
+                        satellite=scene.get("satellite"),
+                        year=scene.get("year"),
+                    )
+                )
                 prediction = read_on(str(out), grid, Resampling.nearest)
             seconds += time.perf_counter() - started
             megapixels += grid.width * grid.height / 1e6
             rows.append(all_metrics(prediction, truth, saturated))
     keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
     summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
-    return {"model": model, "data": str(data_dir), "scenes": len(rows), "with_reference": with_reference,
-            "sampler": sampler, "steps": steps, "speed": speed, "ensemble": ensemble,
-            "seconds_per_megapixel": seconds / max(megapixels, 1e-9), **summary}
+    return {
+        "model": model,
+        "data": str(data_dir),
+        "scenes": len(rows),
+        "with_reference": with_reference,
+        "sampler": sampler,
+        "steps": steps,
+        "speed": speed,
+        "ensemble": ensemble,
+        "seconds_per_megapixel": seconds / max(megapixels, 1e-9),
+        **summary,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="evaluate only the first N scenes")
     parser.add_argument("--out", type=Path, help="append the result as one JSON line to this file")
     args = parser.parse_args(argv)
-    result = evaluate(args.model, args.data, args.sampler, args.steps, args.speed, args.ensemble, not args.no_reference,
-                      args.seed, args.limit)
+    result = evaluate(
+        args.model, args.data, args.sampler, args.steps, args.speed, args.ensemble, not args.no_reference, args.seed, args.limit
+    )
     line = json.dumps(result)
     if args.out:
         with open(args.out, "a") as fh:

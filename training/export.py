@@ -93,7 +93,7 @@ class NormalizingFlowExport(nn.Module):
             nonlocal offset
             c, hh, ww = mean.shape[1], mean.shape[2], mean.shape[3]
             n = c * hh * ww
-            piece = flat[:, offset:offset + n].reshape(b, c, hh, ww)
+            piece = flat[:, offset : offset + n].reshape(b, c, hh, ww)
             offset += n
             return mean + torch.exp(log_std) * piece
 
@@ -110,10 +110,18 @@ class NormalizingFlowExport(nn.Module):
         return x[:, :, :h, :w]
 
 
-WRAPPERS = {"unet": RegressionExport, "diffusion": DiffusionExport, "flow_matching": FlowMatchingExport,
-            "normalizing_flow": NormalizingFlowExport}
-INPUTS = {"unet": ["condition"], "diffusion": ["sample", "timestep", "condition"],
-          "flow_matching": ["sample", "timestep", "condition"], "normalizing_flow": ["condition", "latent"]}
+WRAPPERS = {
+    "unet": RegressionExport,
+    "diffusion": DiffusionExport,
+    "flow_matching": FlowMatchingExport,
+    "normalizing_flow": NormalizingFlowExport,
+}
+INPUTS = {
+    "unet": ["condition"],
+    "diffusion": ["sample", "timestep", "condition"],
+    "flow_matching": ["sample", "timestep", "condition"],
+    "normalizing_flow": ["condition", "latent"],
+}
 
 
 def example_inputs(family: str, batch: int, size: int, timestep: float = 500.0, seed: int = 0) -> dict[str, np.ndarray]:
@@ -142,9 +150,17 @@ def export_onnx(model, family: str, path: Path, tile: int) -> None:
         dynamic["timestep"] = {0: "batch"}
     dynamic["output"] = {0: "batch", 2: "height", 3: "width"}
     with torch.no_grad():
-        torch.onnx.export(wrapper, tuple(torch.from_numpy(inputs[n]) for n in INPUTS[family]), str(path),
-                          input_names=INPUTS[family], output_names=["output"], dynamic_axes=dynamic,
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            wrapper,
+            tuple(torch.from_numpy(inputs[n]) for n in INPUTS[family]),
+            str(path),
+            input_names=INPUTS[family],
+            output_names=["output"],
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
 
 
 def torch_reference(model, family: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -163,7 +179,7 @@ def ort_run(path: Path, inputs: dict[str, np.ndarray], provider: str = "CPUExecu
 def parity(model, family: str, path: Path, tile: int) -> dict[str, float]:
     """Max |torch − onnxruntime| at several timesteps (and sizes: dynamic shapes must work)."""
     errors = {}
-    for t in (PARITY_TIMESTEPS if family in ("diffusion", "flow_matching") else (500.0,)):
+    for t in PARITY_TIMESTEPS if family in ("diffusion", "flow_matching") else (500.0,):
         for size in (tile, tile + multiple_of(model)):
             inputs = example_inputs(family, 2, size, t, seed=int(t))
             errors[f"t{int(t)}_s{size}"] = float(np.abs(torch_reference(model, family, inputs) - ort_run(path, inputs)).max())
@@ -217,8 +233,9 @@ def calibration_inputs(family: str, meta: dict, count: int, tile: int, seed: int
     from .data import build_dataset
 
     data = meta.get("data") or {}
-    dataset = build_dataset({**{k: v for k, v in data.items() if k in ("kind", "seed", "spread")},
-                             "tile": tile, "val_length": count}, "val")
+    dataset = build_dataset(
+        {**{k: v for k, v in data.items() if k in ("kind", "seed", "spread")}, "tile": tile, "val_length": count}, "val"
+    )
     rng = np.random.default_rng(seed)
     abar = alphas_cumprod(make_betas(SchedulerConfig.from_dict(meta.get("schedule") or {}))) if family == "diffusion" else None
     out = []
@@ -233,12 +250,22 @@ def calibration_inputs(family: str, meta: dict, count: int, tile: int, seed: int
             out.append({"condition": cond, "latent": (0.8 * noise).astype(np.float32)})
         elif family == "flow_matching":
             s = t / 1000.0
-            out.append({"sample": ((1 - s) * x0 + s * noise).astype(np.float32), "timestep": np.array([t], np.float32),
-                        "condition": cond})
+            out.append(
+                {
+                    "sample": ((1 - s) * x0 + s * noise).astype(np.float32),
+                    "timestep": np.array([t], np.float32),
+                    "condition": cond,
+                }
+            )
         else:
             a = float(abar[int(t)])
-            out.append({"sample": (np.sqrt(a) * x0 + np.sqrt(1 - a) * noise).astype(np.float32),
-                        "timestep": np.array([t], np.float32), "condition": cond})
+            out.append(
+                {
+                    "sample": (np.sqrt(a) * x0 + np.sqrt(1 - a) * noise).astype(np.float32),
+                    "timestep": np.array([t], np.float32),
+                    "condition": cond,
+                }
+            )
     return out
 
 
@@ -255,8 +282,9 @@ def _reader(samples: list[dict[str, np.ndarray]]):
     return Reader()
 
 
-def quantize_int8(fp32: Path, out: Path, samples: list[dict[str, np.ndarray]], exclude: list[str],
-                  only: list[str] | None = None) -> None:
+def quantize_int8(
+    fp32: Path, out: Path, samples: list[dict[str, np.ndarray]], exclude: list[str], only: list[str] | None = None
+) -> None:
     """Static QDQ int8, per-channel symmetric weights, asymmetric activations."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -264,9 +292,18 @@ def quantize_int8(fp32: Path, out: Path, samples: list[dict[str, np.ndarray]], e
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), _reader(samples), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                        nodes_to_quantize=only, extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        quantize_static(
+            str(prepared),
+            str(out),
+            _reader(samples),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            nodes_to_quantize=only,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
 
 
 def output_error(reference: Path, candidate: Path, samples: list[dict[str, np.ndarray]]) -> float:
@@ -308,8 +345,15 @@ def register(zoo: Path, entry: dict[str, Any]) -> None:
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def export(checkpoint: str, zoo: Path, quantize: str = "int8", model_id: str | None = None, tile: int = 64,
-           calibration_count: int = 64, exclude_budget: int = 2) -> list[dict[str, Any]]:
+def export(
+    checkpoint: str,
+    zoo: Path,
+    quantize: str = "int8",
+    model_id: str | None = None,
+    tile: int = 64,
+    calibration_count: int = 64,
+    exclude_budget: int = 2,
+) -> list[dict[str, Any]]:
     state = load_checkpoint(checkpoint)
     model = model_from_checkpoint(checkpoint)
     family = state["meta"]["family"]
@@ -323,12 +367,27 @@ def export(checkpoint: str, zoo: Path, quantize: str = "int8", model_id: str | N
     worst = max(report["parity_fp32"].values())
     if worst > 1e-3:
         raise RuntimeError(f"ONNX export of {checkpoint} differs from torch by {worst:g} (> 1e-3): not exported")
-    provenance = {"checkpoint": str(checkpoint), "step": state.get("step"), "commit": git_commit(),
-                  "command": " ".join(["python -m training.export", *sys.argv[1:]]),
-                  "trained_with": state["meta"].get("command"), "seed": state["meta"].get("seed")}
-    entries = [{"id": f"{model_id}-fp32", "family": family, "file": fp32_path.name, "precision": "fp32",
-                "sha256": sha256_of(fp32_path), "size_bytes": fp32_path.stat().st_size, "variant_of": None,
-                "parity": report["parity_fp32"], "provenance": provenance}]
+    provenance = {
+        "checkpoint": str(checkpoint),
+        "step": state.get("step"),
+        "commit": git_commit(),
+        "command": " ".join(["python -m training.export", *sys.argv[1:]]),
+        "trained_with": state["meta"].get("command"),
+        "seed": state["meta"].get("seed"),
+    }
+    entries = [
+        {
+            "id": f"{model_id}-fp32",
+            "family": family,
+            "file": fp32_path.name,
+            "precision": "fp32",
+            "sha256": sha256_of(fp32_path),
+            "size_bytes": fp32_path.stat().st_size,
+            "variant_of": None,
+            "parity": report["parity_fp32"],
+            "provenance": provenance,
+        }
+    ]
     if quantize in ("int8", "fp16"):
         q_path = zoo / f"{model_id}-{quantize}.onnx"
         if quantize == "int8":
@@ -340,13 +399,23 @@ def export(checkpoint: str, zoo: Path, quantize: str = "int8", model_id: str | N
             quantize_fp16(fp32_path, q_path)
         add_metadata(q_path, model_metadata(state, f"{model_id}-{quantize}", quantize, tile, multiple))
         errors = {}
-        for t in (PARITY_TIMESTEPS if family in ("diffusion", "flow_matching") else (500.0,)):
+        for t in PARITY_TIMESTEPS if family in ("diffusion", "flow_matching") else (500.0,):
             inputs = example_inputs(family, 2, tile, t, seed=int(t))
             errors[f"t{int(t)}"] = float(np.abs(ort_run(fp32_path, inputs) - ort_run(q_path, inputs)).mean())
-        entries.append({"id": f"{model_id}-{quantize}", "family": family, "file": q_path.name, "precision": quantize,
-                        "sha256": sha256_of(q_path), "size_bytes": q_path.stat().st_size,
-                        "variant_of": f"{model_id}-fp32", "parity_mean_abs_vs_fp32": errors,
-                        "nodes_kept_fp32": report.get("kept_fp32", []), "provenance": provenance})
+        entries.append(
+            {
+                "id": f"{model_id}-{quantize}",
+                "family": family,
+                "file": q_path.name,
+                "precision": quantize,
+                "sha256": sha256_of(q_path),
+                "size_bytes": q_path.stat().st_size,
+                "variant_of": f"{model_id}-fp32",
+                "parity_mean_abs_vs_fp32": errors,
+                "nodes_kept_fp32": report.get("kept_fp32", []),
+                "provenance": provenance,
+            }
+        )
     for entry in entries:
         register(zoo, entry)
     return entries

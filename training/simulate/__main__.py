@@ -48,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pairs":
             from .writer import write_pairs
 
-            print(write_pairs(args.out, args.count, args.size, args.seed, args.spread, args.robustness_holdout, args.overwrite,
-                              args.min_gap))
+            print(
+                write_pairs(
+                    args.out, args.count, args.size, args.seed, args.spread, args.robustness_holdout, args.overwrite, args.min_gap
+                )
+            )
         elif args.command == "greece":
             from .greece import write_greece_holdout
 

@@ -41,14 +41,24 @@ def write_greece_holdout(real_dir: Path, out: Path, size: int = 96, seed: int = 
     scenes = []
     for row in range(row0, row1 - size + 1, size):
         for col in range(col0, col1 - size + 1, size):
-            truth = mean[row:row + size, col:col + size]
+            truth = mean[row : row + size, col : col + size]
             if np.isfinite(truth).mean() < 0.8:
                 continue
             index = len(scenes)
             names = {key: f"greece_{index:03d}_{key}.tif" for key in ("dmsp", "viirs_reference", "viirs_truth")}
             window_transform = rasterio.windows.transform(Window(col, row, size, size), t)
-            profile = dict(driver="GTiff", count=1, dtype="float32", nodata=np.nan, crs=grid.crs, compress="deflate",
-                           predictor=3, width=size, height=size, transform=window_transform)
+            profile = dict(
+                driver="GTiff",
+                count=1,
+                dtype="float32",
+                nodata=np.nan,
+                crs=grid.crs,
+                compress="deflate",
+                predictor=3,
+                width=size,
+                height=size,
+                transform=window_transform,
+            )
             with rasterio.open(out / names["viirs_truth"], "w", **profile) as dst:
                 dst.write(truth, 1)
             change = np.exp(0.25 * smooth_noise(rng, size, size / 6) + rng.normal(0.15, 0.15))
@@ -57,15 +67,41 @@ def write_greece_holdout(real_dir: Path, out: Path, size: int = 96, seed: int = 
             with tempfile.TemporaryDirectory() as tmp:  # DMSP sees the light around the scene too
                 context = Window(col - MARGIN, row - MARGIN, size + 2 * MARGIN, size + 2 * MARGIN)
                 source = Path(tmp) / "context.tif"
-                with rasterio.open(source, "w", **{**profile, "width": context.width, "height": context.height,
-                                                   "transform": rasterio.windows.transform(context, t)}) as dst:
-                    dst.write(mean[context.row_off:context.row_off + context.height,
-                                   context.col_off:context.col_off + context.width], 1)
+                with rasterio.open(
+                    source,
+                    "w",
+                    **{
+                        **profile,
+                        "width": context.width,
+                        "height": context.height,
+                        "transform": rasterio.windows.transform(context, t),
+                    },
+                ) as dst:
+                    dst.write(
+                        mean[
+                            context.row_off : context.row_off + context.height, context.col_off : context.col_off + context.width
+                        ],
+                        1,
+                    )
                 simulate_dmsp_raster(str(source), str(out / names["dmsp"]), SATELLITE, YEAR, overwrite=True)
-            scenes.append({"index": index, "files": names, "year": YEAR, "reference_year": REFERENCE_YEAR,
-                           "satellite": SATELLITE, "window": [col, row, size, size]})
-    manifest = {"generator": "training.simulate greece", "size": size, "seed": seed, "holdout_bounds": GREECE_HOLDOUT,
-                "count": len(scenes), "scenes": scenes,
-                "note": "truth = real VIIRS 2017 mean; DMSP simulated; reference = truth with simulated change"}
+            scenes.append(
+                {
+                    "index": index,
+                    "files": names,
+                    "year": YEAR,
+                    "reference_year": REFERENCE_YEAR,
+                    "satellite": SATELLITE,
+                    "window": [col, row, size, size],
+                }
+            )
+    manifest = {
+        "generator": "training.simulate greece",
+        "size": size,
+        "seed": seed,
+        "holdout_bounds": GREECE_HOLDOUT,
+        "count": len(scenes),
+        "scenes": scenes,
+        "note": "truth = real VIIRS 2017 mean; DMSP simulated; reference = truth with simulated change",
+    }
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest_path

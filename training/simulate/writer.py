@@ -92,8 +92,9 @@ def write_pairs(
     if manifest_path.exists() and not overwrite:
         raise FileExistsError(f"{manifest_path} exists; choose another --out or pass --overwrite")
     scenes = [
-        write_pair(make_pair(seed * 1_000_003 + i, size, spread=spread, robustness_holdout=robustness_holdout,
-                             min_gap=min_gap), out, i)
+        write_pair(
+            make_pair(seed * 1_000_003 + i, size, spread=spread, robustness_holdout=robustness_holdout, min_gap=min_gap), out, i
+        )
         for i in range(count)
     ]
     manifest = {

@@ -48,6 +48,7 @@ default-curve: setup
 ## Speed and memory targets (never timed tests): writes benchmarks/results.json and benchmarks/results.md.
 bench: setup-training
 	PYTHONPATH=. $(PY) -m benchmarks.bench_simulator
+	PYTHONPATH=. $(PY) -m benchmarks.bench_engine
 
 clean:
 	rm -rf build dist demo_output .pytest_cache

@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable
 
+import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
@@ -24,6 +25,7 @@ from .models import model_entry
 from .output import RasterWriter, check_output_path
 
 ProgressCallback = Callable[[float, str], None]
+GDAL_CACHE_MB = 64
 
 
 @dataclass
@@ -130,10 +132,13 @@ def fuse(
     }
     result = FuseResult(str(output), entry.id, grid, 0.0, [f"Intercalibration: {intercal.describe()}"], tags)
     report(0.0, f"Output grid {grid.width}×{grid.height} px ({grid.crs.to_string()})")
-    if entry.zoo is None:
-        _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel)
-    else:
-        _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel)
+    # GDAL's block cache defaults to 5 % of RAM and fills with every block read: cap it so that memory does
+    # not grow with the area (reads are windowed; nothing needs more than a few bands of blocks).
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        if entry.zoo is None:
+            _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel)
+        else:
+            _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel)
     report(1.0, "Done")
     result.seconds = time.perf_counter() - started
     return result

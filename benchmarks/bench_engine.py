@@ -1,0 +1,279 @@
+"""Engine benchmarks (issue targets; never timed tests):
+  - int8 vs fp32 of the same model, same sampler/NFE: speed-up (target ≥ 1.8×) and PSNR loss (≤ 0.2 dB)
+  - throughput at the default speed level on a 1024×1024 VIIRS-grid area (target ≥ 1 Mpx/min)
+  - peak memory for 512² vs 2048² outputs (target: ≤ +30 %)
+  - the model's FLOPs per pixel per evaluation and the distance from this CPU's peak
+  - the engine against the same model in PyTorch with the equivalent diffusers scheduler (--checkpoint)
+
+python -m benchmarks.bench_engine [--model ID] [--checkpoint RUN_DIR] [--zoo DIR]
+Inputs: the bundled synthetic sample tiled to 2160×2160 VIIRS pixels (with its truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from nightlight_fusion_plugin.core.metrics import psnr_log
+from nightlight_fusion_plugin.core.zoo import load_manifest
+
+from .results import record
+
+SAMPLE = Path(__file__).resolve().parents[1] / "nightlight_fusion_plugin" / "sample_data"
+REPS = 9
+
+
+def tiled_inputs(directory: Path) -> dict[str, Path]:
+    """The sample repeated 9×9 (a 2160² VIIRS area) so the sizes below fit inside it."""
+    out = {}
+    for key, name in (
+        ("dmsp", "dmsp_F15_2005_sample.tif"),
+        ("reference", "viirs_2015_reference_sample.tif"),
+        ("truth", "viirs_2005_truth_sample.tif"),
+    ):
+        with rasterio.open(SAMPLE / name) as src:
+            data, profile = np.tile(src.read(1), (REPS, REPS)), src.profile
+            res = src.res[0]
+        profile.update(
+            width=data.shape[1],
+            height=data.shape[0],
+            transform=from_origin(0.0, float(REPS), res, res),
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+        )
+        out[key] = directory / name
+        with rasterio.open(out[key], "w", **profile) as dst:
+            dst.write(data, 1)
+    return out
+
+
+def run_fuse(inputs: dict[str, Path], output: Path, size: int, **options) -> dict:
+    """One engine run in a fresh process: wall time and peak RSS of that process alone."""
+    extent = (0.05, REPS - 0.05 - size / 240, 0.05 + size / 240, REPS - 0.05)
+    code = (
+        "import json, resource, time, sys\n"
+        "from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse\n"
+        f"req = FuseRequest(dmsp={str(inputs['dmsp'])!r}, viirs={str(inputs['reference'])!r}, output={str(output)!r},"
+        f" overwrite=True, extent={extent!r}, extent_crs='EPSG:4326', **{options!r})\n"
+        "t = time.perf_counter(); r = fuse(req); s = time.perf_counter() - t\n"
+        "print(json.dumps({'seconds': s, 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        " 'device': r.device, 'sampler': r.sampler, 'width': r.grid.width, 'height': r.grid.height}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def psnr_against_truth(output: Path, truth: Path) -> float:
+    with rasterio.open(output) as a, rasterio.open(truth) as t:
+        window = rasterio.windows.from_bounds(*a.bounds, transform=t.transform)
+        truth_values = t.read(1, window=window.round_offsets().round_lengths())
+        values = a.read(1)
+    h, w = min(values.shape[0], truth_values.shape[0]), min(values.shape[1], truth_values.shape[1])
+    ok = np.isfinite(values[:h, :w]) & np.isfinite(truth_values[:h, :w])
+    return psnr_log(values[:h, :w][ok], truth_values[:h, :w][ok])
+
+
+def flops_per_pixel(onnx_path: Path, tile: int = 64) -> float:
+    """Multiply-accumulates ×2 of every Conv/Gemm per output pixel, from the graph with a fixed tile size."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(onnx_path))
+    for graph_input in model.graph.input:
+        dims = graph_input.type.tensor_type.shape.dim
+        for i, d in enumerate(dims):
+            d.dim_value = 1 if i == 0 else (tile if i >= 2 else d.dim_value)
+    inferred = shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    shapes.update({v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.output})
+    weights = {w.name: list(w.dims) for w in inferred.graph.initializer}
+    total = 0.0
+    for node in inferred.graph.node:
+        if node.op_type == "Conv" and node.input[1] in weights and node.output[0] in shapes:
+            cout, cin_g, kh, kw = weights[node.input[1]]
+            out = shapes[node.output[0]]
+            total += 2.0 * cout * cin_g * kh * kw * out[2] * out[3]
+        elif node.op_type == "Gemm" and node.input[1] in weights:
+            a, b = weights[node.input[1]]
+            total += 2.0 * a * b
+    return total / (tile * tile)
+
+
+def cpu_peak_gflops() -> tuple[float, str]:
+    """Peak fp32 throughput assuming 2 AVX-512 FMA units per core (32 FLOP/cycle/unit)."""
+    mhz = 0.0
+    flags = ""
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":")[1])
+            if line.startswith("flags") and not flags:
+                flags = line
+    per_cycle = 64 if "avx512f" in flags else 32
+    isa = "AVX-512" if "avx512f" in flags else "AVX2"
+    isa += " VNNI" if "avx512_vnni" in flags else ""
+    isa += " AMX" if "amx_tile" in flags else ""
+    return (os.cpu_count() or 1) * mhz / 1000 * per_cycle, isa
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", help="zoo model id (default: the zoo's default model)")
+    parser.add_argument("--zoo", help="model zoo directory (default: model_zoo/)")
+    parser.add_argument("--checkpoint", help="training run of the same model, for the PyTorch + diffusers comparison")
+    args = parser.parse_args()
+    if args.zoo:
+        os.environ["NLF_MODEL_ZOO"] = str(Path(args.zoo).resolve())
+    zoo = {m.id: m for m in load_manifest()}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = tiled_inputs(Path(tmp))
+        model = zoo.get(args.model) if args.model else next((m for m in zoo.values() if m.default), None)
+        name = model.id if model else "baseline"
+        for size in (512, 2048):
+            run = run_fuse(inputs, Path(tmp) / f"mem{size}.tif", size, model=name)
+            rows.append(
+                {
+                    "what": f"peak RSS, {size}² output, {name}",
+                    "value": run["peak_rss_mb"],
+                    "unit": "MB",
+                    "target": "2048² ≤ 1.3 × 512²",
+                    "met": "",
+                }
+            )
+        rows[-1]["met"] = rows[-1]["value"] <= 1.3 * rows[-2]["value"]
+        run = run_fuse(inputs, Path(tmp) / "speed.tif", 1024, model=name)
+        mpx_per_min = 1024 * 1024 / 1e6 / (run["seconds"] / 60)
+        rows.append(
+            {
+                "what": f"throughput, 1024², {name} at its default speed ({run['sampler'] or 'traditional'})",
+                "value": mpx_per_min,
+                "unit": "Mpx/min",
+                "target": "≥ 1 Mpx/min (1024² in ≤ 60 s)",
+                "met": mpx_per_min >= 1.0,
+            }
+        )
+        if model is not None:
+            fp32_file = zoo[model.variant_of].path if model.variant_of in zoo else model.path  # QDQ hides conv weights
+            flops = flops_per_pixel(fp32_file)
+            peak, isa = cpu_peak_gflops()
+            level = model.speed(None)
+            nfe = level.nfe if level else 1
+            achieved = flops * nfe * 1024 * 1024 / run["seconds"] / 1e9
+            rows.append(
+                {
+                    "what": f"FLOPs per pixel per evaluation ({model.id})",
+                    "value": flops,
+                    "unit": "FLOP/px",
+                    "target": "",
+                    "met": "",
+                }
+            )
+            rows.append(
+                {
+                    "what": f"achieved vs CPU peak ({isa}, {peak:.0f} GFLOP/s assumed)",
+                    "value": achieved / peak,
+                    "unit": "fraction of peak",
+                    "target": "",
+                    "met": "",
+                }
+            )
+            fp32 = zoo.get(model.variant_of) if model.variant_of else None
+            int8 = next((m for m in zoo.values() if m.variant_of == model.id and m.precision == "int8"), None)
+            pair = (fp32, model) if model.precision == "int8" and fp32 else (model, int8)
+            if pair[0] and pair[1]:
+                opts = {"sampler": level.sampler, "steps": level.steps} if level and level.sampler else {}
+                timed = {}
+                for m in pair:
+                    out = Path(tmp) / f"{m.id}.tif"
+                    timed[m.precision] = (
+                        run_fuse(inputs, out, 1024, model=m.id, **opts)["seconds"],
+                        psnr_against_truth(out, inputs["truth"]),
+                    )
+                speedup = timed["fp32"][0] / timed["int8"][0]
+                loss = timed["fp32"][1] - timed["int8"][1]
+                rows.append(
+                    {
+                        "what": f"int8 speed-up over fp32 ({pair[0].id} vs {pair[1].id})",
+                        "value": speedup,
+                        "unit": "×",
+                        "target": "≥ 1.8×",
+                        "met": speedup >= 1.8,
+                    }
+                )
+                rows.append(
+                    {
+                        "what": "int8 PSNR loss vs fp32 (log radiance, against the sample's truth)",
+                        "value": loss,
+                        "unit": "dB",
+                        "target": "≤ 0.2 dB",
+                        "met": loss <= 0.2,
+                    }
+                )
+            if args.checkpoint:
+                rows.append(torch_comparison(args.checkpoint, inputs, run["seconds"], level))
+    record("engine", rows)
+    for row in rows:
+        print(row)
+
+
+def torch_comparison(checkpoint: str, inputs: dict[str, Path], engine_seconds: float, level) -> dict:
+    """The same model in PyTorch (CPU) with diffusers' scheduler over the same tiles (no blending)."""
+    import torch
+
+    from nightlight_fusion_plugin.core.transforms import condition_stack
+    from training.checkpoint import model_from_checkpoint
+
+    model = model_from_checkpoint(checkpoint)
+    tiles = (1024 // 48 + 1) ** 2  # the engine's lattice: 64-pixel tiles every 48 pixels
+    condition = torch.from_numpy(condition_stack(np.zeros((64, 64), np.float32), None)[None].repeat(8, 0))
+    steps = level.steps if level and level.sampler else 1
+    started = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(0, tiles, 8):
+            if model.family in ("diffusion", "flow_matching"):
+                from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+                scheduler = (
+                    DDIMScheduler(**model.scheduler_config())
+                    if model.family == "diffusion"
+                    else FlowMatchEulerDiscreteScheduler(**model.scheduler_config())
+                )
+                scheduler.set_timesteps(steps)
+                x = torch.randn(8, 1, 64, 64)
+                for t in scheduler.timesteps:
+                    tt = torch.full((8,), float(t))
+                    out = model(x, tt / 1000 if model.family == "flow_matching" else tt, condition)
+                    x = scheduler.step(out, t, x).prev_sample
+            else:
+                model.sample(condition)
+    seconds = time.perf_counter() - started
+    return {
+        "what": f"PyTorch + diffusers, same model and steps, 1024² ({tiles} tiles)",
+        "value": seconds / engine_seconds,
+        "unit": "× engine time",
+        "target": "> 1 (engine faster)",
+        "met": seconds > engine_seconds,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PLUGIN := nightlight_fusion_plugin
 SHARED ?= ../shared/data
 
-.PHONY: setup setup-training demo test lint zip sample default-curve bench clean
+.PHONY: setup setup-training demo test lint zip sample default-curve bench report clean
 
 setup:
 	bash scripts/setup.sh
@@ -49,6 +49,10 @@ default-curve: setup
 bench: setup-training
 	PYTHONPATH=. $(PY) -m benchmarks.bench_simulator
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine
+
+## The design-space report (docs/design_space.md) and measured speed levels written into model_zoo/manifest.json.
+report: setup-training
+	PYTHONPATH=. $(PY) -m training.report
 
 clean:
 	rm -rf build dist demo_output .pytest_cache

@@ -40,6 +40,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     request = FuseRequest(
         sampler=args.sampler,
         steps=args.steps,
+        strength=args.strength,
         speed=args.speed,
         ensemble=args.ensemble,
         uncertainty=args.uncertainty,
@@ -151,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=int, help="speed level of the model (1 = fastest); see 'models'")
     p.add_argument("--sampler", help="explicit sampler (ddpm, ddim, dpmpp_2m, euler, heun, flow_euler, flow_heun)")
     p.add_argument("--steps", type=int, help="explicit number of sampler steps")
+    p.add_argument(
+        "--strength",
+        type=float,
+        help="staged warm start: run only this fraction of the steps, starting from "
+        "the regression estimate (needs the model's regression partner in the zoo)",
+    )
     p.add_argument("--ensemble", type=int, help="average K samples (default 1, or 2 with --uncertainty)")
     p.add_argument("--uncertainty", help="also write the ensemble standard deviation to this GeoTIFF")
     p.add_argument("--temperature", type=float, default=0.8, help="normalizing-flow sampling temperature")

@@ -95,6 +95,7 @@ def evaluate(
     with_reference: bool = True,
     seed: int = 0,
     limit: int | None = None,
+    strength: float | None = None,
 ) -> dict[str, Any]:
     manifest = json.loads((data_dir / "manifest.json").read_text())
     scenes = manifest["scenes"][:limit] if limit else manifest["scenes"]
@@ -128,6 +129,7 @@ def evaluate(
                         steps=steps,
                         speed=speed,
                         ensemble=ensemble,
+                        strength=strength,
                         satellite=scene.get("satellite"),
                         year=scene.get("year"),
                     )
@@ -147,6 +149,7 @@ def evaluate(
         "steps": steps,
         "speed": speed,
         "ensemble": ensemble,
+        "strength": strength,
         "seconds_per_megapixel": seconds / max(megapixels, 1e-9),
         **summary,
     }

@@ -353,6 +353,7 @@ def export(
     tile: int = 64,
     calibration_count: int = 64,
     exclude_budget: int = 2,
+    regression: str | None = None,
 ) -> list[dict[str, Any]]:
     state = load_checkpoint(checkpoint)
     model = model_from_checkpoint(checkpoint)
@@ -416,9 +417,20 @@ def export(
                 "provenance": provenance,
             }
         )
+    if family in ("diffusion", "flow_matching"):
+        for entry in entries:  # staged sampling starts from the zoo's regression UNet of the same precision
+            entry["regression_model"] = regression or regression_partner(zoo, entry["precision"])
     for entry in entries:
         register(zoo, entry)
     return entries
+
+
+def regression_partner(zoo: Path, precision: str) -> str | None:
+    manifest_path = zoo / "manifest.json"
+    if not manifest_path.exists():
+        return None
+    unets = {m["precision"]: m["id"] for m in json.loads(manifest_path.read_text())["models"] if m["family"] == "unet"}
+    return unets.get(precision) or unets.get("fp32")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,8 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", dest="model_id")
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--calibration-tiles", type=int, default=64)
+    parser.add_argument(
+        "--regression",
+        help="zoo id of the regression UNet that staged sampling starts from (default: the zoo's UNet of the same precision)",
+    )
     args = parser.parse_args(argv)
-    for entry in export(args.checkpoint, args.out, args.quantize, args.model_id, args.tile, args.calibration_tiles):
+    for entry in export(
+        args.checkpoint, args.out, args.quantize, args.model_id, args.tile, args.calibration_tiles, regression=args.regression
+    ):
         print(f"{entry['id']}: {entry['file']} ({entry['size_bytes'] / 1e6:.2f} MB)")
     return 0
 

@@ -21,6 +21,7 @@ from .calibration import RadianceCurve
 from .errors import CancelledError, InputError
 from .grids import AlignedReader, Bounds, Grid, MeanReader, RasterInfo, inspect_raster, output_grid, value_range
 from .intercalibration import DN_SATURATED, intercalibration_for, parse_satellite_year
+from .mask import load_mask
 from .models import model_entry
 from .output import RasterWriter, check_output_path
 
@@ -51,7 +52,9 @@ class FuseRequest:
     batch_size: int = 8
     temperature: float = 0.8
     grid_like: str | None = None  # write on this raster's grid (cropped to the inputs) instead of VIIRS's
+    strength: float | None = None  # < 1: staged warm start from the regression estimate (its zoo partner)
     dmsp_resampling: str = "bilinear"  # how DMSP is warped to the output grid (evaluation compares cubic)
+    mask: str | None = None  # GeoJSON polygons (file or text): only pixels inside are written, the rest nodata
 
 
 @dataclass
@@ -117,7 +120,12 @@ def fuse(
     if request.uncertainty:
         uncertainty = check_output_path(request.uncertainty, inputs + [str(output)], request.overwrite)
     template = inspect_raster(request.grid_like, "grid template") if request.grid_like else viirs
-    grid = output_grid(dmsp, template, request.extent, request.extent_crs)
+    polygons = load_mask(request.mask) if request.mask else None
+    extent, extent_crs = request.extent, request.extent_crs
+    if polygons is not None and extent is None:  # the polygons' extent is the area
+        extent, extent_crs = polygons.bounds, polygons.crs.to_wkt()
+    grid = output_grid(dmsp, template, extent, extent_crs)
+    mask = polygons.on(grid) if polygons is not None else None
     check_dmsp_values(dmsp, grid)
     intercal = resolve_intercalibration(dmsp.path, request.satellite, request.year)
     tags = {
@@ -130,21 +138,25 @@ def fuse(
         "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}",
         "NLF_INTERCALIBRATION": intercal.describe(),
     }
+    if polygons is not None:
+        tags["NLF_MASK"] = f"{len(polygons.geometries)} polygon(s); pixels outside are nodata"
     result = FuseResult(str(output), entry.id, grid, 0.0, [f"Intercalibration: {intercal.describe()}"], tags)
     report(0.0, f"Output grid {grid.width}×{grid.height} px ({grid.crs.to_string()})")
     # GDAL's block cache defaults to 5 % of RAM and fills with every block read: cap it so that memory does
     # not grow with the area (reads are windowed; nothing needs more than a few bands of blocks).
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         if entry.zoo is None:
-            _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel)
+            _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask)
         else:
-            _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel)
+            _fuse_generative(
+                request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask
+            )
     report(1.0, "Done")
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel) -> None:
+def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask=None) -> None:
     method = TraditionalFusion(intercal)
     with ExitStack() as stack:
         dmsp_reader = stack.enter_context(AlignedReader(dmsp, grid, Resampling[request.dmsp_resampling]))
@@ -165,7 +177,8 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
                 check_cancel()
                 dn = dmsp_reader.read(window)
                 reference = viirs_reader.read(window) if viirs_reader else None
-                writer.write(method.predict(dn, reference), window)
+                values = method.predict(dn, reference)
+                writer.write(mask.apply(values, window) if mask is not None else values, window)
                 report(fit_share + (0.95 - fit_share) * (i + 1) / total, f"Block {i + 1}/{total}")
             check_cancel()
             report(0.95, "Building overviews")
@@ -174,10 +187,13 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
     result.notes.append(f"Calibration: {method.curve.describe()}")
 
 
-def _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel) -> None:
+def _fuse_generative(
+    request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask=None
+) -> None:
     from .generative import GenerativeFusion, describe_sampler, prepare_lattice, sampling_plan
+    from .tiling import tile_rows
 
-    plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature)
+    plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
     ensemble = request.ensemble if request.ensemble else (2 if uncertainty else 1)
     if uncertainty and ensemble < 2:
         raise InputError("An uncertainty layer needs an ensemble of at least 2 samples (--ensemble 2 or more).")
@@ -201,6 +217,7 @@ def _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncert
         }
     )
     lattice, extended, offset = prepare_lattice(grid, method.tile)
+    tiles = sum(len(row) for row in tile_rows(grid, lattice))
     with ExitStack() as stack:
         dmsp_reader = stack.enter_context(AlignedReader(dmsp, extended))
         viirs_reader = stack.enter_context(AlignedReader(viirs, extended, Resampling.nearest)) if viirs else None
@@ -215,6 +232,8 @@ def _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncert
 
         def write(row: int, values) -> None:
             window = Window(0, row, grid.width, values.shape[1])
+            if mask is not None:
+                values = mask.apply(values, window)
             writer.write(values[0], window)
             if spread is not None:
                 spread.write(values[1], window)
@@ -229,7 +248,7 @@ def _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncert
             lattice,
             write,
             request.seed,
-            lambda f: report(0.95 * f, "Sampling tiles"),
+            lambda f: report(0.95 * f, f"Tile {round(f * tiles)}/{tiles}"),
             check_cancel,
         )
         check_cancel()

@@ -54,7 +54,12 @@ class SamplingPlan:
 
 
 def sampling_plan(
-    model: ZooModel, sampler: str | None, steps: int | None, speed: int | None, temperature: float = 0.8
+    model: ZooModel,
+    sampler: str | None,
+    steps: int | None,
+    speed: int | None,
+    temperature: float = 0.8,
+    strength: float | None = None,
 ) -> SamplingPlan:
     """Sampler, steps and warm-start strength: explicit choices win, else the model's speed level."""
     if model.family == "unet":
@@ -70,7 +75,10 @@ def sampling_plan(
     n = steps or (level.steps if level else 20)
     if n < 1:
         raise InputError(f"--steps must be at least 1, got {n}.")
-    strength = level.strength if (level and sampler is None and steps is None) else 1.0
+    if strength is None:
+        strength = level.strength if (level and sampler is None and steps is None) else 1.0
+    if not 0.0 < strength <= 1.0:
+        raise InputError(f"--strength must be in (0, 1], got {strength}.")
     return SamplingPlan(name, n, strength, nfe(name, n, strength))
 
 

@@ -33,10 +33,14 @@ def processing_run(qgis_processing):
 def test_provider_lists_both_algorithms(processing_run):
     registry = QgsApplication.processingRegistry()
     provider = registry.providerById("nightlightfusion")
-    assert {a.id() for a in provider.algorithms()} == {"nightlightfusion:fuse", "nightlightfusion:intercalibrate"}
+    assert {a.id() for a in provider.algorithms()} == {
+        "nightlightfusion:fuse",
+        "nightlightfusion:intercalibrate",
+        "nightlightfusion:simulate_dmsp",
+    }
     fuse = registry.algorithmById("nightlightfusion:fuse")
     names = [p.name() for p in fuse.parameterDefinitions()]
-    for expected in ("DMSP", "VIIRS", "EXTENT", "MODEL", "SEED", "OUTPUT"):
+    for expected in ("DMSP", "VIIRS", "EXTENT", "MODEL", "SEED", "OUTPUT", "MASK", "THREADS", "BATCH_SIZE", "REPORT"):
         assert expected in names
     assert fuse.parameterDefinition("VIIRS").flags() & fuse.parameterDefinition("VIIRS").FlagOptional
 
@@ -119,7 +123,7 @@ def test_missing_rasterio_is_reported_with_install_instructions(processing_run, 
 
     provider = NightlightFusionProvider()
     provider.loadAlgorithms()
-    assert len(provider.algorithms()) == 2
+    assert len(provider.algorithms()) == 3
 
 
 def test_fuse_with_a_zoo_model_speed_ensemble_uncertainty_device(processing_run, use_zoo, sample, tmp_path):
@@ -148,3 +152,93 @@ def test_fuse_with_a_zoo_model_speed_ensemble_uncertainty_device(processing_run,
     assert result["UNCERTAINTY"] == str(spread) and spread.exists()
     with rasterio.open(out) as src:
         assert src.tags()["NLF_ENSEMBLE"] == "2" and src.tags()["NLF_SAMPLER"] == "ddim"
+
+
+def triangle_layer(crs="EPSG:4326"):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    layer = QgsVectorLayer(f"Polygon?crs={crs}", "mask", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromWkt("POLYGON((0.1 0.1, 0.5 0.1, 0.1 0.5, 0.1 0.1))"))
+    layer.dataProvider().addFeatures([feature])
+    layer.updateExtents()
+    return layer
+
+
+def test_fuse_mask_writes_only_pixels_inside_the_polygons(processing_run, sample, tmp_path):
+    out = tmp_path / "masked.tif"
+    processing_run(
+        "nightlightfusion:fuse",
+        {"DMSP": str(sample["dmsp"]), "VIIRS": str(sample["reference"]), "MASK": triangle_layer(), "OUTPUT": str(out)},
+    )
+    with rasterio.open(out) as src:
+        # no EXTENT: the polygons' extent is the area
+        assert src.bounds.left == pytest.approx(0.1, abs=0.005) and src.bounds.top == pytest.approx(0.5, abs=0.005)
+        data = src.read(1)
+        rows, cols = np.indices(data.shape)
+        x, y = src.xy(rows, cols)
+        x, y = np.asarray(x), np.asarray(y)
+        inside = (x > 0.1) & (y > 0.1) & (x + y < 0.6)
+        margin = src.res[0]
+        assert np.isfinite(data[inside & (x + y < 0.6 - 2 * margin)]).all()
+        assert np.isnan(data[~inside & (x + y > 0.6 + 2 * margin)]).all()
+        assert "polygon" in src.tags()["NLF_MASK"]
+
+
+def test_fuse_mask_in_another_crs_with_an_extent(processing_run, sample, tmp_path):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    layer = QgsVectorLayer("Polygon?crs=EPSG:3857", "mask", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromRect(QgsRectangle(27829.9, 27642.4, 55659.7, 55331.2)))  # 0.25..0.5°
+    layer.dataProvider().addFeatures([feature])
+    out = tmp_path / "masked.tif"
+    processing_run(
+        "nightlightfusion:fuse",
+        {"DMSP": str(sample["dmsp"]), "MASK": layer, "EXTENT": "0.2,0.6,0.2,0.6 [EPSG:4326]", "OUTPUT": str(out)},
+    )
+    with rasterio.open(out) as src:
+        data = src.read(1)
+        row, col = src.index(0.375, 0.375)
+        assert np.isfinite(data[row, col])
+        row, col = src.index(0.55, 0.55)
+        assert np.isnan(data[row, col])
+
+
+def test_fuse_report_and_qa(processing_run, sample, tmp_path):
+    out, report = tmp_path / "fused.tif", tmp_path / "report.html"
+    result = processing_run(
+        "nightlightfusion:fuse",
+        {"DMSP": str(sample["dmsp"]), "VIIRS": str(sample["reference"]), "OUTPUT": str(out), "REPORT": str(report)},
+    )
+    assert result["REPORT"] == str(report)
+    text = report.read_text()
+    assert "data:image/png;base64," in text and "Pearson r" in text and "baseline" in text
+    assert 0.5 < result["QA_PEARSON_R"] <= 1.0
+    assert result["SECONDS"] > 0
+
+
+def test_simulate_dmsp(processing_run, sample, tmp_path):
+    out = tmp_path / "dmsp_like.tif"
+    result = processing_run("nightlightfusion:simulate_dmsp", {"VIIRS": str(sample["reference"]), "OUTPUT": str(out)})
+    assert result["OUTPUT"] == str(out)
+    with rasterio.open(out) as src:
+        data = src.read(1)
+        assert src.dtypes[0] == "uint8" and src.nodata == 255 and src.tags()["NLF_METHOD"] == "simulate_dmsp"
+        assert data[data != 255].max() <= 63 and data[data != 255].max() > 10
+        assert src.res[0] == pytest.approx(1 / 120)
+
+
+def test_simulate_dmsp_rejects_dmsp_input(processing_run, sample, tmp_path):
+    with pytest.raises(QgsProcessingException, match="looks like DMSP"):
+        processing_run("nightlightfusion:simulate_dmsp", {"VIIRS": str(sample["dmsp"]), "OUTPUT": str(tmp_path / "o.tif")})
+
+
+def test_algorithms_link_the_help_page(processing_run):
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    for name in ("fuse", "intercalibrate", "simulate_dmsp"):
+        url = QgsApplication.processingRegistry().algorithmById(f"nightlightfusion:{name}").helpUrl()
+        assert url.startswith("file://") and url.endswith(f"#{name}")
+        assert Path(urlparse(url).path).is_file()

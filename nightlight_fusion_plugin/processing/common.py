@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -26,6 +28,21 @@ def raster_file(layer: QgsRasterLayer | None, role: str) -> str | None:
     return path
 
 
+PLUGIN_DIR = Path(__file__).resolve().parent.parent
+
+
+def help_path() -> Path:
+    """The help page: `help/` in the installed plugin (pb_tool copies docs/help there), docs/help in a checkout."""
+    for candidate in (PLUGIN_DIR / "help" / "index.html", PLUGIN_DIR.parent / "docs" / "help" / "index.html"):
+        if candidate.is_file():
+            return candidate
+    return PLUGIN_DIR / "help" / "index.html"
+
+
+def help_url(anchor: str = "") -> str:
+    return help_path().as_uri() + (f"#{anchor}" if anchor else "")
+
+
 def require_core() -> None:
     """Fail with install instructions (not a traceback) when rasterio is missing."""
     try:
@@ -39,8 +56,10 @@ def core_callbacks(feedback: QgsProcessingFeedback):
     last = [""]
 
     def progress(fraction: float, message: str) -> None:
+        if hasattr(feedback, "detail"):  # the dialog's feedback shows "Tile 3/40" in its progress label
+            feedback.detail = message
         feedback.setProgress(100.0 * fraction)
-        if message != last[0] and not message.startswith("Block"):
+        if message != last[0] and not message.startswith(("Block", "Tile")):
             last[0] = message
             feedback.setProgressText(message)
 

@@ -1,23 +1,34 @@
 from __future__ import annotations
 
+import json
+import os
+
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
     QgsMessageLog,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProcessingUtils,
+    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.errors import FusionError
 from ..core.samplers import SAMPLERS
-from .common import NightLightsStyler, core_callbacks, raster_file, require_core, run_core
+from .common import NightLightsStyler, core_callbacks, help_url, raster_file, require_core, run_core
 
 DEVICES = ["auto", "cpu", "cuda", "directml", "coreml"]
 HELP = """<p>Fuses a DMSP-OLS stable-lights raster (DN 0–63) into a VIIRS-like radiance raster (nW/cm²/sr).</p>
@@ -29,7 +40,11 @@ the bundled ONNX models (<code>python -m nightlight_fusion_plugin models</code> 
 <b>SPEED</b>: the model's speed level, 1 = fastest (sampler and steps measured for each level);
 <b>SAMPLER</b>/<b>STEPS</b> override it. <b>ENSEMBLE</b> averages K samples; <b>UNCERTAINTY</b> (optional output)
 is their standard deviation. <b>DEVICE</b>: auto picks CUDA/DirectML/CoreML when onnxruntime has it, else the CPU;
-the DEVICE output says which ran. <b>SATELLITE</b>/<b>YEAR</b> choose the intercalibration coefficients when the
+the DEVICE output says which ran. <b>MASK</b> (optional polygon layer): only pixels inside its polygons are written,
+the others are nodata; without EXTENT the polygons' extent is the area. <b>THREADS</b>/<b>BATCH_SIZE</b>: CPU threads
+and tiles per model call. <b>REPORT</b> (optional HTML): thumbnails of DMSP, reference and result and a QA check (the
+result re-simulated to DMSP vs the input DMSP: Pearson r of DN, also the QA_PEARSON_R output).
+ <b>SATELLITE</b>/<b>YEAR</b> choose the intercalibration coefficients when the
 file name does not say (NOAA names such as F182013 are recognised).</p>
 <p>Nodata and NaN in the inputs stay nodata in the output; negative VIIRS radiance is valid.</p>"""
 
@@ -49,6 +64,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     DMSP, VIIRS, EXTENT, MODEL, SEED, OUTPUT = "DMSP", "VIIRS", "EXTENT", "MODEL", "SEED", "OUTPUT"
     SPEED, SAMPLER, STEPS, ENSEMBLE, DEVICE, UNCERTAINTY = "SPEED", "SAMPLER", "STEPS", "ENSEMBLE", "DEVICE", "UNCERTAINTY"
     SATELLITE, YEAR = "SATELLITE", "YEAR"
+    MASK, THREADS, BATCH_SIZE, REPORT = "MASK", "THREADS", "BATCH_SIZE", "REPORT"
 
     def __init__(self):
         super().__init__()
@@ -69,6 +85,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(HELP)
 
+    def helpUrl(self) -> str:  # noqa: N802
+        return help_url("fuse")
+
     def initAlgorithm(self, config=None):  # noqa: N802
         integer = QgsProcessingParameterNumber.Integer
         self.addParameter(QgsProcessingParameterRasterLayer(self.DMSP, self.tr("DMSP-OLS stable lights (DN 0–63)")))
@@ -76,6 +95,14 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterRasterLayer(self.VIIRS, self.tr("VIIRS DNB reference (nW/cm²/sr)"), optional=True)
         )
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, self.tr("Area"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.MASK,
+                self.tr("Mask polygons (only pixels inside are written)"),
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
         ids, default = model_ids()
         self.addParameter(
             QgsProcessingParameterEnum(self.MODEL, self.tr("Model"), options=ids, defaultValue=default, usesStaticStrings=True)
@@ -105,6 +132,12 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             ),
             QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True),
             QgsProcessingParameterNumber(self.YEAR, self.tr("DMSP year"), integer, optional=True, minValue=1992, maxValue=2013),
+            QgsProcessingParameterNumber(
+                self.THREADS, self.tr("CPU threads (empty: all cores)"), integer, optional=True, minValue=1, maxValue=256
+            ),
+            QgsProcessingParameterNumber(
+                self.BATCH_SIZE, self.tr("Tiles per model call (batch size)"), integer, defaultValue=8, minValue=1, maxValue=256
+            ),
         ]
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -115,7 +148,18 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
                 self.UNCERTAINTY, self.tr("Uncertainty (ensemble standard deviation)"), optional=True, createByDefault=False
             )
         )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.REPORT,
+                self.tr("Run report (HTML)"),
+                self.tr("HTML files (*.html)"),
+                optional=True,
+                createByDefault=False,
+            )
+        )
         self.addOutput(QgsProcessingOutputString("DEVICE", self.tr("Device that ran the model")))
+        self.addOutput(QgsProcessingOutputNumber("QA_PEARSON_R", self.tr("Re-simulated DMSP vs input DMSP: Pearson r")))
+        self.addOutput(QgsProcessingOutputNumber("SECONDS", self.tr("Run time (s)")))
         self.addOutput(QgsProcessingOutputString("SAMPLER", self.tr("Sampler, steps and NFE used")))
 
     def _optional_int(self, parameters, name, context):
@@ -144,11 +188,44 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         self._device = self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
         self._year = self._optional_int(parameters, self.YEAR, context)
+        self._threads = self._optional_int(parameters, self.THREADS, context)
+        self._batch_size = self._optional_int(parameters, self.BATCH_SIZE, context) or 8
+        self._mask = self._export_mask(parameters, context)
+        self._report = None
+        if parameters.get(self.REPORT) not in (None, ""):
+            self._report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
         self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         self._uncertainty = None
         if parameters.get(self.UNCERTAINTY) not in (None, ""):
             self._uncertainty = self.parameterAsOutputLayer(parameters, self.UNCERTAINTY, context) or None
         return True
+
+    def _export_mask(self, parameters, context) -> str | None:
+        """The MASK polygons as a GeoJSON file in EPSG:4326 (core reads files, not QGIS layers)."""
+        if parameters.get(self.MASK) in (None, ""):
+            return None
+        source = self.parameterAsSource(parameters, self.MASK, context)
+        if source is None:
+            raise QgsProcessingException(self.tr("The mask layer cannot be read; choose a polygon layer."))
+        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+            raise QgsProcessingException(self.tr("The mask must be a polygon layer."))
+        to_wgs84 = QgsCoordinateTransform(
+            source.sourceCrs(), QgsCoordinateReferenceSystem("EPSG:4326"), context.transformContext()
+        )
+        features = []
+        for feature in source.getFeatures():
+            geometry = feature.geometry()
+            if geometry.isNull() or geometry.isEmpty():
+                continue
+            geometry.transform(to_wgs84)
+            features.append({"type": "Feature", "properties": {}, "geometry": json.loads(geometry.asJson(9))})
+        if not features:
+            raise QgsProcessingException(self.tr("The mask layer has no polygons (or none selected); nothing would be written."))
+        path = QgsProcessingUtils.generateTempFilename("nightlightfusion_mask.geojson")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"type": "FeatureCollection", "features": features}, fh)
+        return path
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         require_core()
@@ -170,6 +247,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             ensemble=None if (self._uncertainty and (self._ensemble or 1) < 2) else self._ensemble,  # core picks 2
             uncertainty=self._uncertainty,
             device=self._device,
+            threads=self._threads,
+            batch_size=self._batch_size,
+            mask=self._mask,
             overwrite=True,  # Processing's destination widget already asked before overwriting
         )
         progress, cancelled = core_callbacks(feedback)
@@ -179,9 +259,43 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         for path in (result.output, result.uncertainty):
             if path and context.willLoadLayerOnCompletion(path):
                 context.layerToLoadOnCompletionDetails(path).setPostProcessor(self._styler)
+        qa = self._write_report(result, feedback) if self._report else None
         return {
+            self.REPORT: self._report,
+            "QA_PEARSON_R": qa["pearson_r"] if qa else None,
+            "SECONDS": result.seconds,
             self.OUTPUT: result.output,
             self.UNCERTAINTY: result.uncertainty,
             "DEVICE": result.device,
             "SAMPLER": result.sampler or "traditional (no sampling)",
         }
+
+    def _write_report(self, result, feedback) -> dict | None:
+        from .report import dmsp_consistency, write_report
+
+        feedback.setProgressText(self.tr("Writing the run report"))
+        qa = None
+        try:
+            qa = dmsp_consistency(result.output, self._dmsp, self._satellite, self._year)
+            feedback.pushInfo(f"QA: re-simulated DMSP vs input DMSP: Pearson r {qa['pearson_r']:.3f} over {qa['pixels']} px")
+        except FusionError as exc:  # QA is informative; a failure must not lose the result
+            feedback.reportError(f"QA skipped: {exc}", False)
+        tags = result.tags
+        facts = {
+            "Output": result.output,
+            "Model": result.model,
+            "Sampler": result.sampler or "traditional (no sampling)",
+            "NFE": tags.get("NLF_NFE", "—"),
+            "Ensemble": tags.get("NLF_ENSEMBLE", "1"),
+            "Seed": tags.get("NLF_SEED", ""),
+            "Device": result.device,
+            "DMSP input": self._dmsp,
+            "VIIRS reference": self._viirs or "none",
+            "Mask": tags.get("NLF_MASK", "none"),
+            "Grid": f"{result.grid.width}×{result.grid.height} px ({result.grid.crs.to_string()})",
+            "Run time": f"{result.seconds:.1f} s",
+            "Created": tags.get("NLF_CREATED", ""),
+            "Software": tags.get("NLF_SOFTWARE", ""),
+        }
+        write_report(self._report, result.output, self._dmsp, self._viirs, result.uncertainty, facts, qa, result.notes)
+        return qa

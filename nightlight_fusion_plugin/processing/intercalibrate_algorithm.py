@@ -10,7 +10,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .common import core_callbacks, raster_file, require_core, run_core
+from .common import core_callbacks, help_url, raster_file, require_core, run_core
 
 
 class IntercalibrateAlgorithm(QgsProcessingAlgorithm):
@@ -36,6 +36,9 @@ class IntercalibrateAlgorithm(QgsProcessingAlgorithm):
             "use the nearest year of the same satellite. DN 0 stays 0; results are clipped to 0–63. "
             "The output stays on the DMSP grid.</p>"
         )
+
+    def helpUrl(self) -> str:  # noqa: N802
+        return help_url("intercalibrate")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.DMSP, self.tr("DMSP-OLS stable lights (DN 0–63)")))

@@ -5,6 +5,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .fuse_algorithm import FuseAlgorithm
 from .intercalibrate_algorithm import IntercalibrateAlgorithm
+from .simulate_dmsp_algorithm import SimulateDmspAlgorithm
 
 ICON = Path(__file__).resolve().parent.parent / "icon.svg"
 
@@ -25,3 +26,4 @@ class NightlightFusionProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802
         self.addAlgorithm(FuseAlgorithm())
         self.addAlgorithm(IntercalibrateAlgorithm())
+        self.addAlgorithm(SimulateDmspAlgorithm())

@@ -52,6 +52,7 @@ class FuseRequest:
     batch_size: int = 8
     temperature: float = 0.8
     grid_like: str | None = None  # write on this raster's grid (cropped to the inputs) instead of VIIRS's
+    strength: float | None = None  # < 1: staged warm start from the regression estimate (its zoo partner)
     dmsp_resampling: str = "bilinear"  # how DMSP is warped to the output grid (evaluation compares cubic)
     mask: str | None = None  # GeoJSON polygons (file or text): only pixels inside are written, the rest nodata
 
@@ -192,7 +193,7 @@ def _fuse_generative(
     from .generative import GenerativeFusion, describe_sampler, prepare_lattice, sampling_plan
     from .tiling import tile_rows
 
-    plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature)
+    plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
     ensemble = request.ensemble if request.ensemble else (2 if uncertainty else 1)
     if uncertainty and ensemble < 2:
         raise InputError("An uncertainty layer needs an ensemble of at least 2 samples (--ensemble 2 or more).")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, NamedTuple, Optional
+from typing import Any, Callable, ClassVar, NamedTuple, Optional
 
 import numpy as np
 
@@ -522,23 +522,7 @@ class HeunScheduler(EulerScheduler):
         noise: Optional[np.ndarray] = None,
         rng: Optional[np.random.Generator] = None,
     ) -> StepOutput:
-        i = self.step_index
-        if self._predictor is None:
-            sigma = self.sigmas[i]
-            x0 = self._clip(self._x0_from_ve(model_output, sample, sigma))
-            derivative = (sample - x0) / sigma
-            dt = self.sigmas[i + 1] - sigma
-            self._predictor = (derivative, dt, sample)
-            prev = sample + derivative * dt
-        else:
-            sigma_next = self.sigmas[i]
-            x0 = self._clip(self._x0_from_ve(model_output, sample, sigma_next))
-            first, dt, start = self._predictor
-            self._predictor = None
-            derivative = (first + (sample - x0) / sigma_next) / F(2)
-            prev = start + derivative * dt
-        self.step_index += 1
-        return StepOutput(prev, x0)
+        return heun_step(self, sample, lambda x, sigma: self._clip(self._x0_from_ve(model_output, x, sigma)))
 
 
 # --- flow matching ------------------------------------------------------------------------------------------
@@ -611,20 +595,27 @@ class FlowMatchHeunScheduler(FlowMatchEulerScheduler):
         noise: Optional[np.ndarray] = None,
         rng: Optional[np.random.Generator] = None,
     ) -> StepOutput:
-        i = self.step_index
-        if self._predictor is None:
-            sigma = self.sigmas[i]
-            x0 = sample - model_output * sigma
-            derivative = (sample - x0) / sigma  # = model_output up to rounding; diffusers' order kept
-            dt = self.sigmas[i + 1] - sigma
-            self._predictor = (derivative, dt, sample)
-            prev = sample + derivative * dt
-        else:
-            sigma_next = self.sigmas[i]
-            x0 = sample - model_output * sigma_next
-            first, dt, start = self._predictor
-            self._predictor = None
-            derivative = F(0.5) * (first + (sample - x0) / sigma_next)
-            prev = start + derivative * dt
-        self.step_index += 1
-        return StepOutput(prev, x0)
+        return heun_step(self, sample, lambda x, sigma: x - model_output * sigma)
+
+
+def heun_step(scheduler: Scheduler, sample: np.ndarray, x0_of: Callable[[np.ndarray, np.float32], np.ndarray]) -> StepOutput:
+    """One call of Heun's method (Karras et al. Alg. 1) as diffusers' Heun schedulers make it: the first call
+    of a step is an Euler predictor to the next sigma, the second a corrector averaging both slopes.
+    `x0_of(sample, sigma)` is the model's clean estimate (it differs between diffusion and flow matching)."""
+    i = scheduler.step_index
+    if scheduler._predictor is None:
+        sigma = scheduler.sigmas[i]
+        x0 = x0_of(sample, sigma)
+        derivative = (sample - x0) / sigma
+        dt = scheduler.sigmas[i + 1] - sigma
+        scheduler._predictor = (derivative, dt, sample)
+        prev = sample + derivative * dt
+    else:
+        sigma_next = scheduler.sigmas[i]
+        x0 = x0_of(sample, sigma_next)
+        first, dt, start = scheduler._predictor
+        scheduler._predictor = None
+        derivative = (first + (sample - x0) / sigma_next) / F(2)
+        prev = start + derivative * dt
+    scheduler.step_index += 1
+    return StepOutput(prev, x0)

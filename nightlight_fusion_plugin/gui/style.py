@@ -55,3 +55,30 @@ def apply_night_lights_style(layer: QgsRasterLayer, minimum: float = 0.0, maximu
     renderer.setClassificationMax(maximum)
     layer.setRenderer(renderer)
     layer.triggerRepaint()
+
+
+UNCERTAINTY_RAMP = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]  # viridis: distinct from the radiance ramp
+
+
+def apply_uncertainty_style(layer: QgsRasterLayer, maximum: float | None = None) -> None:
+    """Viridis pseudocolour from 0 to the 98th percentile of the ensemble standard deviation."""
+    provider = layer.dataProvider()
+    if maximum is None:
+        _, maximum = provider.cumulativeCut(1, 0.0, 0.98, layer.extent(), 250_000)
+        if not math.isfinite(maximum) or maximum <= 0:
+            maximum = 1.0
+    count = len(UNCERTAINTY_RAMP)
+    items = [
+        QgsColorRampShader.ColorRampItem(maximum * i / (count - 1), QColor(colour), f"{maximum * i / (count - 1):.3g}")
+        for i, colour in enumerate(UNCERTAINTY_RAMP)
+    ]
+    ramp = QgsColorRampShader(0.0, maximum)
+    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampItemList(items)
+    shader = QgsRasterShader(0.0, maximum)
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(provider, 1, shader)
+    renderer.setClassificationMin(0.0)
+    renderer.setClassificationMax(maximum)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()

@@ -63,7 +63,10 @@ def dmsp_consistency(fused: str, dmsp: str, satellite: str | None = None, year: 
 
     from ..core.dmsp_like import DMSP_NODATA, simulate_dmsp_raster
     from ..core.grids import AlignedReader, Grid, inspect_raster
+    from ..core.intercalibration import parse_satellite_year
 
+    parsed_satellite, parsed_year = parse_satellite_year(os.path.basename(dmsp))
+    satellite, year = satellite or parsed_satellite, year or parsed_year  # the input's sensor gain, as named
     with tempfile.TemporaryDirectory(prefix="nlf-qa-") as tmp:
         simulated = simulate_dmsp_raster(fused, os.path.join(tmp, "resimulated.tif"), satellite, year)
         import rasterio

@@ -41,6 +41,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         steps=args.steps,
         strength=args.strength,
+        mask=args.mask,
         speed=args.speed,
         ensemble=args.ensemble,
         uncertainty=args.uncertainty,
@@ -68,6 +69,14 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     print(f"wrote {result.output}: {size}, model {result.model}{device}, {result.seconds:.1f} s")
     if result.uncertainty:
         print(f"wrote {result.uncertainty}: ensemble standard deviation (nW/cm²/sr)")
+    if args.report:
+        from .core.run_report import dmsp_consistency, write_report
+
+        qa = dmsp_consistency(result.output, args.dmsp, args.satellite, args.year)
+        print(
+            f"wrote {write_report(args.report, result, args.dmsp, args.viirs, qa)}: run report "
+            f"(QA: re-simulated DMSP vs input, Pearson r {qa['pearson_r']:.3f})"
+        )
     return 0
 
 
@@ -164,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "directml", "coreml"])
     p.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per onnxruntime call")
+    p.add_argument("--mask", help="GeoJSON polygons: only pixels inside are written (the rest nodata)")
+    p.add_argument("--report", help="also write an HTML run report (thumbnails, QA) to this file")
     p.add_argument("--satellite", help="DMSP satellite (F10…F18) if the file name does not say")
     p.add_argument("--year", type=int, help="DMSP year if the file name does not say")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")

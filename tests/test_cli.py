@@ -108,3 +108,20 @@ def test_athens_real_dmsp_alone_on_a_15_arcsec_grid(real_data, tmp_path):
         assert src.bounds.top == pytest.approx(dmsp.bounds.top, abs=1 / 240)
         data = src.read(1)
     assert np.nanmax(data) > 20  # Athens' saturated core
+
+
+def test_mask_and_run_report(tmp_path):
+    sample = REPO / "nightlight_fusion_plugin" / "sample_data"
+    mask = tmp_path / "triangle.geojson"
+    mask.write_text('{"type": "Polygon", "coordinates": [[[0.2, 0.2], [0.8, 0.2], [0.5, 0.8], [0.2, 0.2]]]}')
+    out, report = tmp_path / "fused.tif", tmp_path / "report.html"
+    done = cli("fuse", "--dmsp", sample / "dmsp_F15_2005_sample.tif", "--viirs", sample / "viirs_2015_reference_sample.tif",
+               "--output", out, "--mask", mask, "--report", report)
+    assert "Pearson r" in done.stdout
+    with rasterio.open(out) as src:
+        data = src.read(1)
+        row, col = src.index(0.5, 0.3)  # inside the triangle
+        corner = src.index(0.75, 0.75)  # outside it, inside its bounding box
+    assert np.isfinite(data[row, col]) and np.isnan(data[corner])
+    text = report.read_text()
+    assert "Nightlight Fusion run report" in text and "re-simulated" in text

@@ -148,9 +148,7 @@ def fuse(
         if entry.zoo is None:
             _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask)
         else:
-            _fuse_generative(
-                request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask
-            )
+            _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask)
     report(1.0, "Done")
     result.seconds = time.perf_counter() - started
     return result

@@ -116,7 +116,7 @@ class GenerativeFusion:
     def device(self) -> str:
         return self.model.device
 
-    def _predict(self, condition: np.ndarray, jobs: list[TileJob], seed: int, member: int) -> np.ndarray:
+    def predict(self, condition: np.ndarray, jobs: list[TileJob], seed: int, member: int) -> np.ndarray:
         """Model-space prediction [B, 1, T, T] for a batch of tiles."""
         family = self.model_entry.family
         if family == "unet":
@@ -173,7 +173,7 @@ class GenerativeFusion:
                 batch = jobs[start : start + self.batch_size]
                 cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
                 condition = np.stack([condition_stack(dnc[:, c], None if reference is None else reference[:, c]) for c in cols])
-                members = [radiance_from_model(self._predict(condition, batch, seed, k))[:, 0] for k in range(self.ensemble)]
+                members = [radiance_from_model(self.predict(condition, batch, seed, k))[:, 0] for k in range(self.ensemble)]
                 stack = np.stack(members)  # [K, B, T, T]
                 mean = stack.mean(axis=0)
                 spread = stack.std(axis=0) if self.ensemble > 1 else None

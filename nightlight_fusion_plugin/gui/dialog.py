@@ -812,9 +812,9 @@ class FuseDialog(QDialog):
             plan = sampling_plan(zoo, None, None, level.level if level else None)
             method = GenerativeFusion(zoo, plan, device, threads, 1, 1)
             condition = np.zeros((1, 3, method.tile, method.tile), np.float32)
-            method._predict(condition, [TileJob(0, 0, 0, 0)], 0, 0)  # warm-up: first call allocates
+            method.predict(condition, [TileJob(0, 0, 0, 0)], 0, 0)  # warm-up: first call allocates
             started = time.perf_counter()
-            method._predict(condition, [TileJob(0, 0, 0, 0)], 0, 0)
+            method.predict(condition, [TileJob(0, 0, 0, 0)], 0, 0)
             seconds = time.perf_counter() - started
             return seconds / max(plan.nfe, 1) / (method.tile * method.tile / 1e6), method.device
 

@@ -271,7 +271,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         }
 
     def _write_report(self, result, feedback) -> dict | None:
-        from .report import dmsp_consistency, write_report
+        from ..core.run_report import dmsp_consistency, write_report
 
         feedback.setProgressText(self.tr("Writing the run report"))
         qa = None
@@ -280,22 +280,5 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             feedback.pushInfo(f"QA: re-simulated DMSP vs input DMSP: Pearson r {qa['pearson_r']:.3f} over {qa['pixels']} px")
         except FusionError as exc:  # QA is informative; a failure must not lose the result
             feedback.reportError(f"QA skipped: {exc}", False)
-        tags = result.tags
-        facts = {
-            "Output": result.output,
-            "Model": result.model,
-            "Sampler": result.sampler or "traditional (no sampling)",
-            "NFE": tags.get("NLF_NFE", "—"),
-            "Ensemble": tags.get("NLF_ENSEMBLE", "1"),
-            "Seed": tags.get("NLF_SEED", ""),
-            "Device": result.device,
-            "DMSP input": self._dmsp,
-            "VIIRS reference": self._viirs or "none",
-            "Mask": tags.get("NLF_MASK", "none"),
-            "Grid": f"{result.grid.width}×{result.grid.height} px ({result.grid.crs.to_string()})",
-            "Run time": f"{result.seconds:.1f} s",
-            "Created": tags.get("NLF_CREATED", ""),
-            "Software": tags.get("NLF_SOFTWARE", ""),
-        }
-        write_report(self._report, result.output, self._dmsp, self._viirs, result.uncertainty, facts, qa, result.notes)
+        write_report(self._report, result, self._dmsp, self._viirs, qa)
         return qa

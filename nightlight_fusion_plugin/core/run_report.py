@@ -33,9 +33,13 @@ def _thumbnail(path: str, size: int = THUMB) -> np.ndarray | None:
 
 
 def thumbnails_png(panels: list[tuple[str, str | None, bool]]) -> bytes:
-    """PNG of side-by-side thumbnails; each panel is (title, raster path, log stretch)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """PNG of side-by-side thumbnails; each panel is (title, raster path, log stretch). b"" without matplotlib
+    (an optional dependency: the report then has no pictures, never an error)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return b""
 
     panels = [(t, p, log) for t, p, log in panels if p]
     figure = Figure(figsize=(3.2 * len(panels), 3.4), dpi=100)
@@ -89,17 +93,30 @@ def dmsp_consistency(fused: str, dmsp: str, satellite: str | None = None, year: 
     }
 
 
-def write_report(
-    path: str,
-    output: str,
-    dmsp: str,
-    viirs: str | None,
-    uncertainty: str | None,
-    facts: dict[str, str],
-    qa: dict | None,
-    notes: list[str],
-) -> str:
-    """Write the HTML report; returns its path."""
+def run_facts(result, dmsp: str, viirs: str | None) -> dict[str, str]:
+    """What ran, on what, how long: the report's header table (from core.fuse.FuseResult)."""
+    tags = result.tags
+    return {
+        "Output": result.output,
+        "Model": result.model,
+        "Sampler": result.sampler or "traditional (no sampling)",
+        "NFE": tags.get("NLF_NFE", "—"),
+        "Ensemble": tags.get("NLF_ENSEMBLE", "1"),
+        "Seed": tags.get("NLF_SEED", ""),
+        "Device": result.device,
+        "DMSP input": dmsp,
+        "VIIRS reference": viirs or "none",
+        "Mask": tags.get("NLF_MASK", "none"),
+        "Grid": f"{result.grid.width}×{result.grid.height} px ({result.grid.crs.to_string()})",
+        "Run time": f"{result.seconds:.1f} s",
+        "Created": tags.get("NLF_CREATED", ""),
+        "Software": tags.get("NLF_SOFTWARE", ""),
+    }
+
+
+def write_report(path: str, result, dmsp: str, viirs: str | None, qa: dict | None) -> str:
+    """Write the HTML report of a core.fuse.FuseResult; returns its path."""
+    output, uncertainty, facts, notes = result.output, result.uncertainty, run_facts(result, dmsp, viirs), result.notes
     png = thumbnails_png(
         [
             ("DMSP-OLS input (DN)", dmsp, False),
@@ -121,14 +138,19 @@ def write_report(
     else:
         qa_html = "<p>QA not computed.</p>"
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    picture = (
+        '<h2>Before / after</h2><img alt="DMSP, reference and fused thumbnails" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        if png
+        else "<p>(Thumbnails need the Python package matplotlib.)</p>"
+    )
     text = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Nightlight Fusion run report</title>
 <style>body{{font-family:sans-serif;max-width:72em;margin:1em auto}}th{{text-align:left;padding-right:1em}}
 img{{max-width:100%}}</style></head><body>
 <h1>Nightlight Fusion run report</h1>
 <table>{rows}</table>
-<h2>Before / after</h2>
-<img alt="DMSP, reference and fused thumbnails" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+{picture}
 {qa_html}
 <h2>Notes</h2><ul>{notes_html}</ul>
 </body></html>

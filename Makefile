@@ -23,7 +23,8 @@ demo: setup
 
 test: setup-training
 	$(PY) -m ruff check .
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not xvfb" tests
+	xvfb-run -a -s "-screen 0 1280x1024x24" env QT_QPA_PLATFORM=xcb $(PY) -m pytest -q -m xvfb -o qgis_qui_enabled=true tests
 
 lint: setup-training
 	$(PY) -m ruff check .

@@ -442,6 +442,7 @@ def test_cancel_stops_a_zoo_run_within_a_batch(qgis_iface, layers, speed_zoo, tm
 
 
 # --- screenshots -------------------------------------------------------------------------------------
+@pytest.mark.xvfb
 def test_screenshots_of_the_dialog_and_the_result(qgis_iface, layers, tmp_path):
     """docs/images/dialog.png and docs/images/result.png (referenced from the README)."""
     from qgis.core import QgsMapRendererParallelJob, QgsMapSettings

@@ -137,3 +137,23 @@ def test_bad_zoo_states_are_explained(use_zoo, sample, tmp_path, monkeypatch):
 def test_sampler_of_the_wrong_family_is_refused(use_zoo, sample, tmp_path):
     with pytest.raises(InputError, match="does not apply"):
         run(sample, tmp_path / "o.tif", model="flow-matching-fp32", sampler="ddpm", steps=2)
+
+
+def test_sessions_are_cached_on_request_and_reloaded_when_the_file_changes(use_zoo, tmp_path):
+    import shutil as _shutil
+
+    from nightlight_fusion_plugin.core.runtime import clear_session_cache, load_model
+
+    clear_session_cache()
+    model = use_zoo / "unet-fp32.onnx"
+    copy = tmp_path / "unet.onnx"
+    _shutil.copy(model, copy)
+    first = load_model(copy, cache=True)
+    assert load_model(copy, cache=True) is first
+    assert load_model(copy, cache=False) is not first
+    copy.write_bytes(model.read_bytes())  # replaced (new mtime): loaded again
+    import os
+
+    os.utime(copy, ns=(first_ns := os.stat(copy).st_mtime_ns + 10**9, first_ns))
+    assert load_model(copy, cache=True) is not first
+    clear_session_cache()

@@ -54,6 +54,7 @@ class FuseRequest:
     grid_like: str | None = None  # write on this raster's grid (cropped to the inputs) instead of VIIRS's
     strength: float | None = None  # < 1: staged warm start from the regression estimate (its zoo partner)
     dmsp_resampling: str = "bilinear"  # how DMSP is warped to the output grid (evaluation compares cubic)
+    cache_models: bool = False  # keep onnxruntime sessions loaded between runs (a QGIS session runs many)
     mask: str | None = None  # GeoJSON polygons (file or text): only pixels inside are written, the rest nodata
 
 
@@ -197,7 +198,9 @@ def _fuse_generative(
         raise InputError("An uncertainty layer needs an ensemble of at least 2 samples (--ensemble 2 or more).")
     if uncertainty and entry.family == "unet":
         raise InputError(f"{entry.id} is deterministic (regression): it has no sampling uncertainty; choose a generative model.")
-    method = GenerativeFusion(entry.zoo, plan, request.device, request.threads, ensemble, request.batch_size)
+    method = GenerativeFusion(
+        entry.zoo, plan, request.device, request.threads, ensemble, request.batch_size, request.cache_models
+    )
     result.device, result.sampler = method.device, describe_sampler(plan)
     result.notes.extend(method.notes)
     result.notes.append(

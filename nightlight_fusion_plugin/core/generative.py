@@ -17,7 +17,7 @@ from rasterio.windows import Window
 from .errors import InputError
 from .grids import AlignedReader, Grid
 from .intercalibration import Intercalibration
-from .runtime import OnnxModel
+from .runtime import load_model
 from .samplers import make_scheduler, nfe, sample, sampler_spec, samplers_for
 from .schedulers import SchedulerConfig
 from .tiling import BandAccumulator, TileJob, TileLattice, reading_grid, tile_rows, tile_seed
@@ -93,11 +93,12 @@ class GenerativeFusion:
         threads: int | None = None,
         ensemble: int = 1,
         batch_size: int = 8,
+        cache_models: bool = False,
     ):
         if ensemble < 1:
             raise InputError(f"--ensemble must be at least 1, got {ensemble}.")
         self.model_entry, self.plan, self.ensemble, self.batch_size = model, plan, ensemble, max(1, batch_size)
-        self.model = OnnxModel(model.path, device, threads, model.sha256)
+        self.model = load_model(model.path, device, threads, model.sha256, cache_models)
         self.regression = None
         if plan.strength < 1.0:
             regression = {m.id: m for m in load_manifest(model.zoo_dir)}.get(model.regression_model or "")
@@ -106,7 +107,7 @@ class GenerativeFusion:
                     f"Model {model.id} warm-starts from regression model '{model.regression_model}', "
                     "which is not in the zoo; choose explicit --sampler/--steps."
                 )
-            self.regression = OnnxModel(regression.path, device, threads, regression.sha256)
+            self.regression = load_model(regression.path, device, threads, regression.sha256, cache_models)
         self.notes = list(self.model.warnings)
         meta = self.model.metadata
         self.tile = int(meta.tile_size)

@@ -154,3 +154,31 @@ class OnnxModel:
     def run(self, **inputs: np.ndarray) -> np.ndarray:
         feed = {name: np.ascontiguousarray(inputs[name], dtype=self.input_types[name]) for name in self.input_names}
         return np.asarray(self.session.run([self.output_name], feed)[0], dtype=np.float32)
+
+
+_SESSIONS: dict[tuple, OnnxModel] = {}
+MAX_CACHED_SESSIONS = 4
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: str = "auto",
+    threads: int | None = None,
+    expected_sha256: str | None = None,
+    cache: bool = False,
+) -> OnnxModel:
+    """An OnnxModel; with cache=True sessions are kept between runs (QGIS setting "keep models loaded"),
+    keyed by file, size and modification time so a replaced file is verified and loaded again."""
+    if not cache:
+        return OnnxModel(path, device, threads, expected_sha256)
+    stat = os.stat(path) if os.path.exists(path) else None
+    key = (str(Path(path).resolve()), device, threads, expected_sha256, stat and (stat.st_size, stat.st_mtime_ns))
+    if key not in _SESSIONS:
+        if len(_SESSIONS) >= MAX_CACHED_SESSIONS:
+            _SESSIONS.pop(next(iter(_SESSIONS)))
+        _SESSIONS[key] = OnnxModel(path, device, threads, expected_sha256)
+    return _SESSIONS[key]
+
+
+def clear_session_cache() -> None:
+    _SESSIONS.clear()

@@ -345,6 +345,9 @@ class FuseDialog(QDialog):
         advanced.addRow(tr("Threads"), self.threads_spin)
         advanced.addRow(tr("Tile batch"), self.batch_spin)
         advanced.addRow(self.report_check)
+        self.cache_check = QCheckBox(tr("Keep models loaded between runs (faster repeated runs, uses memory)"), self)
+        self.cache_check.setToolTip(tr("Cache the onnxruntime sessions of the models used in this QGIS session"))
+        advanced.addRow(self.cache_check)
 
         output = QFormLayout()
         self.output_widget = QgsFileWidget(self)
@@ -423,6 +426,7 @@ class FuseDialog(QDialog):
         self.threads_spin.setValue(int(s.value(SETTINGS + "threads", 0)))
         self.batch_spin.setValue(int(s.value(SETTINGS + "batch_size", 8)))
         self.report_check.setChecked(s.value(SETTINGS + "report", True, type=bool))
+        self.cache_check.setChecked(s.value(SETTINGS + "cache_models", True, type=bool))
 
     def save_settings(self) -> None:
         s = self.settings
@@ -430,6 +434,7 @@ class FuseDialog(QDialog):
         s.setValue(SETTINGS + "threads", self.threads_spin.value())
         s.setValue(SETTINGS + "batch_size", self.batch_spin.value())
         s.setValue(SETTINGS + "report", self.report_check.isChecked())
+        s.setValue(SETTINGS + "cache_models", self.cache_check.isChecked())
 
     # --- inputs --------------------------------------------------------------------------------------
     def _raster_layers(self) -> list[QgsRasterLayer]:

@@ -22,6 +22,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingUtils,
+    QgsSettings,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -191,6 +192,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         self._threads = self._optional_int(parameters, self.THREADS, context)
         self._batch_size = self._optional_int(parameters, self.BATCH_SIZE, context) or 8
         self._mask = self._export_mask(parameters, context)
+        # a plugin-wide setting (the dialog's "keep models loaded"), not a parameter: it changes speed, not results
+        self._cache_models = QgsSettings().value("NightlightFusion/cache_models", True, type=bool)
         self._report = None
         if parameters.get(self.REPORT) not in (None, ""):
             self._report = self.parameterAsFileOutput(parameters, self.REPORT, context) or None
@@ -248,6 +251,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             uncertainty=self._uncertainty,
             device=self._device,
             threads=self._threads,
+            cache_models=self._cache_models,
             batch_size=self._batch_size,
             mask=self._mask,
             overwrite=True,  # Processing's destination widget already asked before overwriting

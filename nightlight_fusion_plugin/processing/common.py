@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from qgis.core import (
+    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProviderRegistry,
     QgsRasterLayer,
 )
+from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.errors import FusionError, require
 
@@ -82,3 +88,54 @@ class NightLightsStyler(QgsProcessingLayerPostProcessorInterface):
             from ..gui.style import apply_night_lights_style
 
             apply_night_lights_style(layer)
+
+
+class SatelliteYearRasterAlgorithm(QgsProcessingAlgorithm):
+    """One raster in, one raster out, with optional DMSP satellite/year: the shape of `intercalibrate` and
+    `simulate_dmsp`. Subclasses name the input and call their core function in `run`."""
+
+    INPUT_ROLE = ""  # "DMSP" or "VIIRS": also the input parameter's name
+    INPUT_LABEL = ""
+    MISSING_INPUT = ""
+    OUTPUT_LABEL = ""
+    SATELLITE, YEAR, OUTPUT = "SATELLITE", "YEAR", "OUTPUT"
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate(type(self).__name__, text)
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def helpUrl(self) -> str:  # noqa: N802
+        return help_url(self.name())
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT_ROLE, self.tr(self.INPUT_LABEL)))
+        self.addParameter(QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.YEAR, self.tr("DMSP year"), QgsProcessingParameterNumber.Integer, optional=True, minValue=1992, maxValue=2013
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr(self.OUTPUT_LABEL)))
+
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT_ROLE, context)
+        if layer is None:
+            raise QgsProcessingException(self.tr(self.MISSING_INPUT))
+        self._input = raster_file(layer, self.INPUT_ROLE)
+        self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
+        self._year = self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
+        self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        return True
+
+    def produce(self, progress, cancelled):
+        raise NotImplementedError
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        require_core()
+        progress, cancelled = core_callbacks(feedback)
+        result = run_core(lambda: self.produce(progress, cancelled), feedback)
+        for note in result.notes:
+            feedback.pushInfo(note)
+        return {self.OUTPUT: result.output}

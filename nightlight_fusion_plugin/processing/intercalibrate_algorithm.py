@@ -1,26 +1,15 @@
+"""`nightlightfusion:intercalibrate`: Elvidge et al. (2014) intercalibration of DMSP-OLS DN (core.fuse)."""
+
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingAlgorithm,
-    QgsProcessingException,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
-)
-from qgis.PyQt.QtCore import QCoreApplication
-
-from .common import core_callbacks, help_url, raster_file, require_core, run_core
+from .common import SatelliteYearRasterAlgorithm
 
 
-class IntercalibrateAlgorithm(QgsProcessingAlgorithm):
-    DMSP, SATELLITE, YEAR, OUTPUT = "DMSP", "SATELLITE", "YEAR", "OUTPUT"
-
-    def tr(self, text: str) -> str:
-        return QCoreApplication.translate("IntercalibrateAlgorithm", text)
-
-    def createInstance(self):  # noqa: N802
-        return IntercalibrateAlgorithm()
+class IntercalibrateAlgorithm(SatelliteYearRasterAlgorithm):
+    INPUT_ROLE = "DMSP"
+    INPUT_LABEL = "DMSP-OLS stable lights (DN 0–63)"
+    MISSING_INPUT = "No DMSP layer given: choose a DMSP-OLS stable-lights raster."
+    OUTPUT_LABEL = "Intercalibrated DMSP"
 
     def name(self) -> str:
         return "intercalibrate"
@@ -37,51 +26,9 @@ class IntercalibrateAlgorithm(QgsProcessingAlgorithm):
             "The output stays on the DMSP grid.</p>"
         )
 
-    def helpUrl(self) -> str:  # noqa: N802
-        return help_url("intercalibrate")
-
-    def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.DMSP, self.tr("DMSP-OLS stable lights (DN 0–63)")))
-        self.addParameter(QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True))
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.YEAR,
-                self.tr("DMSP year"),
-                QgsProcessingParameterNumber.Integer,
-                optional=True,
-                minValue=1992,
-                maxValue=2013,
-            )
-        )
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Intercalibrated DMSP")))
-
-    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        dmsp = self.parameterAsRasterLayer(parameters, self.DMSP, context)
-        if dmsp is None:
-            raise QgsProcessingException(self.tr("No DMSP layer given: choose a DMSP-OLS stable-lights raster."))
-        self._dmsp = raster_file(dmsp, "DMSP")
-        self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
-        self._year = self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
-        self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        return True
-
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        require_core()
+    def produce(self, progress, cancelled):
         from ..core.fuse import intercalibrate
 
-        progress, cancelled = core_callbacks(feedback)
-        result = run_core(
-            lambda: intercalibrate(
-                self._dmsp,
-                self._output,
-                self._satellite,
-                self._year,
-                overwrite=True,
-                progress=progress,
-                is_cancelled=cancelled,
-            ),
-            feedback,
+        return intercalibrate(
+            self._input, self._output, self._satellite, self._year, overwrite=True, progress=progress, is_cancelled=cancelled
         )
-        for note in result.notes:
-            feedback.pushInfo(note)
-        return {self.OUTPUT: result.output}

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingAlgorithm,
-    QgsProcessingException,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
-)
-from qgis.PyQt.QtCore import QCoreApplication
-
-from .common import core_callbacks, help_url, raster_file, require_core, run_core
+from .common import SatelliteYearRasterAlgorithm
 
 
-class SimulateDmspAlgorithm(QgsProcessingAlgorithm):
-    VIIRS, SATELLITE, YEAR, OUTPUT = "VIIRS", "SATELLITE", "YEAR", "OUTPUT"
-
-    def tr(self, text: str) -> str:
-        return QCoreApplication.translate("SimulateDmspAlgorithm", text)
-
-    def createInstance(self):  # noqa: N802
-        return SimulateDmspAlgorithm()
+class SimulateDmspAlgorithm(SatelliteYearRasterAlgorithm):
+    INPUT_ROLE = "VIIRS"
+    INPUT_LABEL = "VIIRS DNB radiance (nW/cm²/sr)"
+    MISSING_INPUT = "No VIIRS layer given: choose a VIIRS DNB radiance raster."
+    OUTPUT_LABEL = "DMSP-OLS-like stable lights"
 
     def name(self) -> str:
         return "simulate_dmsp"
@@ -39,40 +26,9 @@ class SimulateDmspAlgorithm(QgsProcessingAlgorithm):
             "the calibrated F18 2013). Deterministic. Nodata stays nodata (255).</p>"
         )
 
-    def helpUrl(self) -> str:  # noqa: N802
-        return help_url("simulate_dmsp")
-
-    def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.VIIRS, self.tr("VIIRS DNB radiance (nW/cm²/sr)")))
-        self.addParameter(QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True))
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.YEAR, self.tr("DMSP year"), QgsProcessingParameterNumber.Integer, optional=True, minValue=1992, maxValue=2013
-            )
-        )
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("DMSP-OLS-like stable lights")))
-
-    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        viirs = self.parameterAsRasterLayer(parameters, self.VIIRS, context)
-        if viirs is None:
-            raise QgsProcessingException(self.tr("No VIIRS layer given: choose a VIIRS DNB radiance raster."))
-        self._viirs = raster_file(viirs, "VIIRS")
-        self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
-        self._year = self.parameterAsInt(parameters, self.YEAR, context) if parameters.get(self.YEAR) not in (None, "") else None
-        self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        return True
-
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        require_core()
+    def produce(self, progress, cancelled):
         from ..core.dmsp_like import simulate_dmsp_raster
 
-        progress, cancelled = core_callbacks(feedback)
-        result = run_core(
-            lambda: simulate_dmsp_raster(
-                self._viirs, self._output, self._satellite, self._year, overwrite=True, progress=progress, is_cancelled=cancelled
-            ),
-            feedback,
+        return simulate_dmsp_raster(
+            self._input, self._output, self._satellite, self._year, overwrite=True, progress=progress, is_cancelled=cancelled
         )
-        for note in result.notes:
-            feedback.pushInfo(note)
-        return {self.OUTPUT: result.output}

@@ -46,6 +46,8 @@ def test_models_lists_the_zoo_with_variants(use_zoo):
     models = {m.id: m for m in available_models()}
     assert models["diffusion-int8"].variant_of == "diffusion-fp32"
     assert models["diffusion-fp32"].variant_of is None and models["baseline"].default
+    card = (use_zoo / models["diffusion-int8"].zoo.card).read_text()
+    assert "quantized from diffusion-fp32" in card and "never validated on real 1990s DMSP" in card
 
 
 def test_same_seed_same_bytes_other_seed_differs(use_zoo, sample, tmp_path):

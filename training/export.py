@@ -421,8 +421,46 @@ def export(
         for entry in entries:  # staged sampling starts from the zoo's regression UNet of the same precision
             entry["regression_model"] = regression or regression_partner(zoo, entry["precision"])
     for entry in entries:
+        entry["card"] = write_card(zoo, entry, state)
         register(zoo, entry)
     return entries
+
+
+def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
+    """model_zoo/cards/ID.md: what the model is, what it was trained on, how, and its known limits."""
+    meta, provenance = state["meta"], entry["provenance"]
+    data = meta.get("data") or {}
+    card = Path("cards") / f"{entry['id']}.md"
+    (zoo / "cards").mkdir(parents=True, exist_ok=True)
+    variant = f", quantized from {entry['variant_of']}" if entry.get("variant_of") else ""
+    semi_real = (
+        " plus semi-real Greece tiles (real VIIRS 2017 truth, simulated DMSP) outside the Thessaloniki hold-out"
+        if data.get("kind") in ("mixed", "semi_real")
+        else ""
+    )
+    command = " ".join(meta.get("command") or []) or "python -m training.train"
+    lines = [
+        f"# {entry['id']}",
+        "",
+        f"- **Family**: {entry['family']} ({entry['precision']}{variant})",
+        "- **Task**: VIIRS-like radiance (nW/cm²/sr, 15″) for the year of a DMSP-OLS stable-lights raster, optionally",
+        "  guided by a VIIRS DNB reference of another year (see docs/training_data.md).",
+        f"- **Training data**: {data.get('kind', 'synthetic')}: simulated DMSP/VIIRS scene pairs (training/simulate, sensor",
+        f"  model calibrated on real Athens DMSP F18 2013 vs Greece VIIRS 2017){semi_real}; tiles {data.get('tile', 64)}²,",
+        f"  reference dropped at random (p = {data.get('reference_dropout', 0.3)}).",
+        f"- **How it was trained**: `{command}`, seed {meta.get('seed')}, commit {meta.get('git_commit', 'unknown')},",
+        f"  {state.get('step')} steps; exported by `{provenance['command']}` at commit {provenance['commit']}.",
+        "- **Intended use**: backcasting VIIRS-like night lights for 1992–2013 DMSP years, and cross-sensor",
+        "  super-resolution without a reference, for regional analysis in QGIS.",
+        "- **Limits**: never validated on real 1990s DMSP against real VIIRS (no such pairs exist; real co-registered",
+        "  pairs exist only for 2012–2013 and are not available here); semi-real references are synthetic changes of",
+        "  2017 VIIRS; Greece VIIRS used in training is integer-rounded and clipped at 231 nW/cm²/sr; DMSP sensors",
+        "  outside the randomised training range (the robustness hold-out in docs/design_space.md) may degrade it.",
+        "- **Measured quality**: `metrics` and `speed_levels` of this id in model_zoo/manifest.json and",
+        "  docs/design_space.md (both written by `make report`).",
+    ]
+    (zoo / card).write_text("\n".join(lines) + "\n")
+    return card.as_posix()
 
 
 def regression_partner(zoo: Path, precision: str) -> str | None:

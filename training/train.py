@@ -40,6 +40,7 @@ from nightlight_fusion_plugin.core import transforms
 
 from . import checkpoint as ckpt
 from .data import build_dataset
+from .data.cache import CacheError
 from .models import ConfigError, Family, build_model
 
 try:
@@ -244,7 +245,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # numpy's state as plain Python values: a checkpoint pickled under numpy 2 (e.g. on a GPU machine)
+    # must load under numpy 1.x, which cannot unpickle numpy 2 arrays.
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = (name, keys.tolist(), int(pos), int(has_gauss), float(cached))
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -252,13 +257,17 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def git_commit() -> str:
+    # A copy of the tree without .git (e.g. sent to a GPU machine) names its commit through the environment.
+    if os.environ.get("NLF_GIT_COMMIT"):
+        return os.environ["NLF_GIT_COMMIT"]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
@@ -359,9 +368,11 @@ def check_data_table(table: dict[str, Any]) -> None:
 
 
 def _worker_init(worker_id: int) -> None:
-    # Ctrl-C in a terminal reaches the whole process group: workers ignore it and the main process saves
-    # a checkpoint and stops them (a worker dying on SIGINT would make the loader raise instead).
+    # Ctrl-C in a terminal, and `timeout`/job control, signal the whole process group: workers ignore
+    # SIGINT/SIGTERM and the main process saves a checkpoint and stops them (a worker dying on the signal
+    # would make the loader raise instead). Workers still exit when the main process dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def train(
@@ -371,8 +382,13 @@ def train(
     max_steps: int | None = None,
     device: str = "auto",
     argv: list[str] | None = None,
+    data_cache: str | None = None,
+    num_workers: int | None = None,
 ) -> int:
-    """Train (or resume) one run; returns the process exit code."""
+    """Train (or resume) one run; returns the process exit code.
+
+    data_cache (a filled training.data.cache directory) and num_workers change where tiles come from and
+    how fast, never which tiles: the run is the same as without them."""
     check_data_table(config["data"])
     state = ckpt.load(resume) if resume else None
     if state is not None:
@@ -384,7 +400,7 @@ def train(
 
     env = Distributed(device)
     try:
-        return _train(config, out, state, max_steps, env, argv or sys.argv)
+        return _train(config, out, state, max_steps, env, argv or sys.argv, data_cache, num_workers)
     finally:
         env.close()
 
@@ -396,14 +412,22 @@ def _train(
     max_steps: int | None,
     env: Distributed,
     argv: list[str],
+    data_cache: str | None = None,
+    num_workers: int | None = None,
 ) -> int:
     tc = config["train"]
+    workers = tc["num_workers"] if num_workers is None else num_workers
     if tc["batch_size"] % env.world:
         raise ConfigError(f"[train] batch_size {tc['batch_size']} is not divisible by WORLD_SIZE {env.world}")
     per_rank_batch = tc["batch_size"] // env.world
     seed_everything(tc["seed"])  # same init on every rank (DDP also broadcasts rank 0's weights)
     model = build_model(config["model"]).to(env.device)
-    train_set = build_dataset(config["data"], "train")
+    if data_cache:
+        from .data.cache import CachedDataset
+
+        train_set = CachedDataset(data_cache, config["data"], "train")
+    else:
+        train_set = build_dataset(config["data"], "train")
     val_set = build_dataset(config["data"], "val")
     start_step = int(state["step"]) if state else 0
     stop_step = min(tc["steps"], max_steps) if max_steps is not None else tc["steps"]
@@ -418,7 +442,10 @@ def _train(
     if state is not None:
         ckpt.load_weights(model, state["model"])
         ckpt.load_weights(ema.model, state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        else:
+            print("note: the checkpoint has no optimizer state (a slim copy): AdamW moments restart from zero", flush=True)
         scheduler.load_state_dict(state["scheduler"])
     # Each rank draws its own noise (timesteps, epsilon); restored exactly on resume with the same world size.
     if state is not None and len(state["rng"]) == env.world:
@@ -441,9 +468,9 @@ def _train(
     loader = DataLoader(
         train_set,
         batch_sampler=EpochBatches(sampler, per_rank_batch, start_step),
-        num_workers=tc["num_workers"],
+        num_workers=workers,
         pin_memory=env.device.type == "cuda",
-        worker_init_fn=_worker_init if tc["num_workers"] > 0 else None,
+        worker_init_fn=_worker_init if workers > 0 else None,
         # Own generator: creating the iterator must not draw from the global RNG.
         generator=torch.Generator().manual_seed(tc["seed"]),
     )
@@ -467,6 +494,7 @@ def _train(
         "seed": tc["seed"],
         "torch": torch.__version__,
         "world_size": env.world,
+        "device": torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else "cpu",
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     metrics_path = out / "metrics.jsonl"
@@ -595,6 +623,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", help="run directory (default: runs/<config name>, or the resumed run's directory)")
     parser.add_argument("--max-steps", type=int, help="stop at this global step (the LR schedule still spans [train] steps)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--data-cache", help="read training tiles from this filled tile cache (python -m training.data.cache)")
+    parser.add_argument("--num-workers", type=int, help="DataLoader workers (overrides [train] num_workers; same tiles)")
     args = parser.parse_args(argv)
     if not args.config and not args.resume:
         parser.error("--config is required (unless --resume is given)")
@@ -626,8 +656,10 @@ def main(argv: list[str] | None = None) -> int:
             args.max_steps,
             args.device,
             [sys.executable, "-m", "training.train", *(sys.argv[1:] if argv is None else argv)],
+            args.data_cache,
+            args.num_workers,
         )
-    except (ConfigError, ckpt.CheckpointError, TrainingError) as exc:
+    except (ConfigError, ckpt.CheckpointError, TrainingError, CacheError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2 if isinstance(exc, ConfigError) else 1
 

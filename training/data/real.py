@@ -9,6 +9,7 @@ Greece mean (2465×1667, 16 MB) for cheap random tiles, so it is read once per p
 from __future__ import annotations
 
 import glob
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,7 +38,8 @@ from .datasets import augment, to_model_space
 
 # Thessaloniki and its hinterland: never used for training, only for validation and the report.
 GREECE_HOLDOUT = (22.3, 40.2, 24.3, 41.2)  # lon/lat: west, south, east, north
-DEFAULT_REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+# ../shared beside the checkout; NLF_REAL_DATA points elsewhere (e.g. a copy of the tree on another machine).
+DEFAULT_REAL = Path(os.environ.get("NLF_REAL_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real")
 
 
 def _overlaps(a: tuple, b: tuple) -> bool:

@@ -6,6 +6,7 @@
 #   3. copy slim checkpoints (no optimizer state) and logs to $OUT.
 # Needs: NLF_GIT_COMMIT, NLF_REAL_DATA (Greece rasters), rasterio (wheels in .whl), DEADLINE_S.
 set -u
+NAMES=${NAMES:-unet diffusion diffusion_eps_linear flow_matching normalizing_flow}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=.:${PYTHONPATH:-}
 start=$(date +%s)
 deadline=${DEADLINE_S:-540}
@@ -17,16 +18,16 @@ python3 -m training.data.cache --config "training/configs/diffusion$suffix.toml"
 echo "cache filled after $(( $(date +%s) - start )) s"
 left=$(( deadline - ($(date +%s) - start) ))
 pids=()
-for name in unet diffusion flow_matching normalizing_flow; do
+for name in $NAMES; do
   mkdir -p "$runs/$name"
   if [ "$name" = unet ] && [ -z "$suffix" ]; then args=(--resume runs/unet); else args=(--config "training/configs/$name$suffix.toml"); fi
   timeout -s TERM "$left" python3 -m training.train "${args[@]}" --out "$runs/$name" --device "$device" \
-    --data-cache "$cache" --num-workers 3 > "$runs/$name/stdout.log" 2>&1 &
+    --data-cache "$cache" --num-workers 2 > "$runs/$name/stdout.log" 2>&1 &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; echo "run $p exit $?"; done
 echo "training ended after $(( $(date +%s) - start )) s"
-for name in unet diffusion flow_matching normalizing_flow; do
+for name in $NAMES; do
   tail -3 "$runs/$name/stdout.log"
   [ -e "$runs/$name/checkpoint.pt" ] && python3 scripts/pack_run.py "$runs/$name/checkpoint.pt" "$OUT/$name.pt"
 done

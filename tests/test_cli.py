@@ -115,8 +115,19 @@ def test_mask_and_run_report(tmp_path):
     mask = tmp_path / "triangle.geojson"
     mask.write_text('{"type": "Polygon", "coordinates": [[[0.2, 0.2], [0.8, 0.2], [0.5, 0.8], [0.2, 0.2]]]}')
     out, report = tmp_path / "fused.tif", tmp_path / "report.html"
-    done = cli("fuse", "--dmsp", sample / "dmsp_F15_2005_sample.tif", "--viirs", sample / "viirs_2015_reference_sample.tif",
-               "--output", out, "--mask", mask, "--report", report)
+    done = cli(
+        "fuse",
+        "--dmsp",
+        sample / "dmsp_F15_2005_sample.tif",
+        "--viirs",
+        sample / "viirs_2015_reference_sample.tif",
+        "--output",
+        out,
+        "--mask",
+        mask,
+        "--report",
+        report,
+    )
     assert "Pearson r" in done.stdout
     with rasterio.open(out) as src:
         data = src.read(1)

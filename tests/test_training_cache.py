@@ -12,7 +12,7 @@ import torch
 from training import checkpoint as ckpt
 from training import train
 from training.data import build_dataset
-from training.data.cache import CacheError, CachedDataset, fill_cache
+from training.data.cache import CachedDataset, CacheError, fill_cache
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "training" / "configs" / "unet_smoke.toml"

@@ -85,6 +85,42 @@ def model_zoo_for(model: str):
                 os.environ["NLF_MODEL_ZOO"] = previous
 
 
+def predict_scene(
+    model_id: str,
+    files: dict[str, str],
+    scene: dict[str, Any],
+    grid: Grid,
+    tmp: Path,
+    with_reference: bool = True,
+    seed: int = 0,
+    **options: Any,
+) -> np.ndarray:
+    """One scene's prediction on `grid` by the engine (or the persistence baseline). options: sampler, steps,
+    speed, ensemble, strength (FuseRequest fields)."""
+    reference = files["viirs_reference"] if with_reference else None
+    if model_id == "persistence":
+        if reference is None:
+            raise ValueError("persistence needs the reference: drop --no-reference")
+        return read_on(reference, grid, Resampling.nearest)
+    out = tmp / "prediction.tif"
+    fuse(
+        FuseRequest(
+            dmsp=files["dmsp"],
+            viirs=reference,
+            output=str(out),
+            overwrite=True,
+            grid_like=files["viirs_truth"],
+            model="baseline" if model_id == "bicubic" else model_id,
+            seed=seed + scene["index"],
+            dmsp_resampling="cubic" if model_id == "bicubic" else "bilinear",
+            satellite=scene.get("satellite"),
+            year=scene.get("year"),
+            **options,
+        )
+    )
+    return read_on(str(out), grid, Resampling.nearest)
+
+
 def evaluate(
     model: str,
     data_dir: Path,
@@ -107,34 +143,21 @@ def evaluate(
             grid = Grid(truth_info.crs, truth_info.transform, truth_info.width, truth_info.height)
             truth = read_on(files["viirs_truth"], grid, Resampling.nearest)
             saturated = read_on(files["dmsp"], grid, Resampling.nearest) >= 62.5
-            reference = files["viirs_reference"] if with_reference else None
             started = time.perf_counter()
-            if model_id == "persistence":
-                if reference is None:
-                    raise ValueError("persistence needs the reference: drop --no-reference")
-                prediction = read_on(reference, grid, Resampling.nearest)
-            else:
-                out = Path(tmp) / "prediction.tif"
-                fuse(
-                    FuseRequest(
-                        dmsp=files["dmsp"],
-                        viirs=reference,
-                        output=str(out),
-                        overwrite=True,
-                        grid_like=files["viirs_truth"],
-                        model="baseline" if model_id == "bicubic" else model_id,
-                        seed=seed + scene["index"],
-                        dmsp_resampling="cubic" if model_id == "bicubic" else "bilinear",
-                        sampler=sampler,
-                        steps=steps,
-                        speed=speed,
-                        ensemble=ensemble,
-                        strength=strength,
-                        satellite=scene.get("satellite"),
-                        year=scene.get("year"),
-                    )
-                )
-                prediction = read_on(str(out), grid, Resampling.nearest)
+            prediction = predict_scene(
+                model_id,
+                files,
+                scene,
+                grid,
+                Path(tmp),
+                with_reference=with_reference,
+                seed=seed,
+                sampler=sampler,
+                steps=steps,
+                speed=speed,
+                ensemble=ensemble,
+                strength=strength,
+            )
             seconds += time.perf_counter() - started
             megapixels += grid.width * grid.height / 1e6
             rows.append(all_metrics(prediction, truth, saturated))

@@ -60,9 +60,43 @@ def steps_for(sampler: str, nfe_budget: int) -> int:
     return max(1, steps_for_nfe(sampler, nfe_budget))
 
 
-def run_grid(zoo_models: list, sets: dict[str, Path], quick: bool) -> list[dict[str, Any]]:
+KEY_NFE = [4, 8, 50]  # plain sampling budgets measured on every set (the full sweep runs on synthetic + reference)
+STAGED_NFE = [2, 4, 8]
+
+
+class RowCache:
+    """Measured rows keyed by what was measured (model file sha256, set, sampler, ...), kept in a JSON-lines
+    file so that re-running the report after adding one model re-measures only that model."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.rows = path, {}
+        if path and path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    self.rows[entry["key"]] = entry["row"]
+
+    def get(self, key: str, compute) -> dict[str, Any]:
+        if key not in self.rows:
+            self.rows[key] = compute()
+            if self.path:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a") as f:
+                    f.write(json.dumps({"key": key, "row": self.rows[key]}) + "\n")
+        return self.rows[key]
+
+
+def run_grid(zoo_models: list, sets: dict[str, Path], quick: bool, cache: RowCache | None = None) -> list[dict[str, Any]]:
+    """Baselines and every zoo model on every set, with and without reference. The full sampler × NFE sweep,
+    ensembles and int8 speed levels run on the synthetic set with reference; elsewhere each model is measured
+    at KEY_NFE plain and STAGED_NFE staged (what the targets and the margins need)."""
     rows = []
     limit = 2 if quick else None
+    cache = cache or RowCache(None)
+
+    def measure(model_key: str, model: str, data: Path, **kwargs) -> dict[str, Any]:
+        key = json.dumps([model_key, str(data), limit, kwargs], sort_keys=True)
+        return cache.get(key, lambda: evaluate(model, data, limit=limit, **kwargs))
 
     def add(result: dict, **extra) -> None:
         rows.append({**result, **extra})
@@ -70,9 +104,10 @@ def run_grid(zoo_models: list, sets: dict[str, Path], quick: bool) -> list[dict[
 
     for set_name, data in sets.items():
         for reference in (True, False):
+            sweep = set_name == "synthetic" and reference
             for baseline in ("baseline", "bicubic") + (("persistence",) if reference else ()):
                 add(
-                    evaluate(baseline, data, with_reference=reference, limit=limit),
+                    measure(baseline, baseline, data, with_reference=reference),
                     set=set_name,
                     family="baseline",
                     precision="fp32",
@@ -81,36 +116,44 @@ def run_grid(zoo_models: list, sets: dict[str, Path], quick: bool) -> list[dict[
                 )
             for model in zoo_models:
                 common = dict(set=set_name, family=model.family, precision=model.precision)
+                mkey = model.sha256
                 if model.family in ("unet", "normalizing_flow"):
-                    add(evaluate(model.id, data, with_reference=reference, limit=limit), **common, staged=False, nfe=1)
+                    add(measure(mkey, model.id, data, with_reference=reference), **common, staged=False, nfe=1)
                     continue
                 grid = (QUICK_GRID if quick else GRID)[model.family]
+                first = next(iter(grid))
+                if not (sweep and model.precision == "fp32") and not quick:
+                    grid = {first: KEY_NFE}
                 for sampler, budgets in grid.items():
                     for budget in budgets:
                         steps = steps_for(sampler, budget)
                         add(
-                            evaluate(model.id, data, sampler, steps, with_reference=reference, limit=limit),
+                            measure(mkey, model.id, data, sampler=sampler, steps=steps, with_reference=reference),
                             **common,
                             staged=False,
                             nfe=budget,
                         )
                 if model.regression_model:
-                    sampler = next(iter(grid))
-                    for budget in (2,) if quick else (2, 4, 8):  # NFE = steps × strength (diffusers img2img)
-                        steps = steps_for(sampler, int(budget / STAGED_STRENGTH))
+                    for budget in (2,) if quick else STAGED_NFE:  # NFE = steps × strength (diffusers img2img)
+                        steps = steps_for(first, int(budget / STAGED_STRENGTH))
                         add(
-                            evaluate(
-                                model.id, data, sampler, steps, with_reference=reference, limit=limit, strength=STAGED_STRENGTH
+                            measure(
+                                mkey,
+                                model.id,
+                                data,
+                                sampler=first,
+                                steps=steps,
+                                with_reference=reference,
+                                strength=STAGED_STRENGTH,
                             ),
                             **common,
                             staged=True,
                             nfe=budget,
                         )
-                if reference and set_name == "synthetic" and model.precision == "fp32":
-                    sampler = next(iter(grid))
+                if sweep and model.precision == "fp32":
                     for k in ENSEMBLES[:2] if quick else ENSEMBLES:
                         add(
-                            evaluate(model.id, data, sampler, steps_for(sampler, 4), ensemble=k, limit=limit),
+                            measure(mkey, model.id, data, sampler=first, steps=steps_for(first, 4), ensemble=k),
                             **common,
                             staged=False,
                             nfe=4 * k,
@@ -166,6 +209,60 @@ def plots(rows: list[dict], images: Path) -> list[str]:
     fig.savefig(images / "design_space_psnr_nfe.png", dpi=90)
     plt.close(fig)
     made.append("images/design_space_psnr_nfe.png")
+    return made
+
+
+def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path) -> list[str]:
+    """Side-by-side tiles per set: DMSP, reference, truth, the traditional baseline and each fp32 zoo model
+    (diffusion/flow at 8 NFE with their first recommended sampler), on the first scene, log1p colour scale."""
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rasterio.enums import Resampling
+
+    from nightlight_fusion_plugin.core.grids import Grid, inspect_raster
+
+    from .evaluate import predict_scene, read_on
+
+    made = []
+    shown = [m for m in zoo_models if m.precision == "fp32"]
+    for set_name, data in sets.items():
+        scene = json.loads((data / "manifest.json").read_text())["scenes"][0]
+        files = {k: str(data / v) for k, v in scene["files"].items()}
+        info = inspect_raster(files["viirs_truth"], "truth")
+        grid = Grid(info.crs, info.transform, info.width, info.height)
+        panels = [
+            ("DMSP (DN, bilinear)", read_on(files["dmsp"], grid), (0, 63)),
+            ("reference VIIRS", read_on(files["viirs_reference"], grid, Resampling.nearest), None),
+            ("truth VIIRS", read_on(files["viirs_truth"], grid, Resampling.nearest), None),
+        ]
+        with tempfile.TemporaryDirectory() as tmp:
+            for model_id in ["baseline", *(m.id for m in shown)]:
+                family = next((m.family for m in shown if m.id == model_id), "baseline")
+                options: dict[str, Any] = {}
+                if family in GRID:
+                    sampler = next(iter(GRID[family]))
+                    options = {"sampler": sampler, "steps": steps_for(sampler, 8)}
+                prediction = predict_scene(model_id, files, scene, grid, Path(tmp), **options)
+                panels.append((model_id, prediction, None))
+        vmax = float(np.log1p(np.nanpercentile(panels[2][1], 99.5)))
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
+        for ax, (title, array, fixed) in zip(np.atleast_1d(axes), panels):
+            if fixed:
+                ax.imshow(array, cmap="gray", vmin=fixed[0], vmax=fixed[1])
+            else:
+                ax.imshow(np.log1p(np.clip(array, 0, None)), cmap="magma", vmin=0, vmax=vmax)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        fig.suptitle(f"{set_name} test set, scene {scene['index']} (radiance panels: log1p, same scale)", fontsize=9)
+        fig.tight_layout()
+        name = f"images/design_space_tiles_{set_name}.png"
+        fig.savefig(images.parent / name, dpi=80)
+        plt.close(fig)
+        made.append(name)
     return made
 
 
@@ -301,15 +398,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-manifest", action="store_true", help="do not write speed levels back into the manifest")
+    parser.add_argument(
+        "--rows-cache",
+        type=Path,
+        help="JSON-lines file of measured rows to reuse (default: EVAL_DIR/rows.jsonl; rows are keyed by model sha256)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="ignore the rows cache and measure everything again")
     args = parser.parse_args(argv)
     os.environ["NLF_MODEL_ZOO"] = str(args.zoo.resolve())
     from nightlight_fusion_plugin.core.zoo import load_manifest
 
     models = load_manifest(args.zoo)
     sets = ensure_sets(args.eval_dir, args.quick, args.real)
-    rows = run_grid(models, sets, args.quick)
+    cache_path = None if args.fresh else (args.rows_cache or args.eval_dir / ("rows_quick.jsonl" if args.quick else "rows.jsonl"))
+    rows = run_grid(models, sets, args.quick, RowCache(cache_path))
     (args.docs / "design_space.json").write_text(json.dumps(rows, indent=1) + "\n")
-    figures = plots(rows, args.docs / "images")
+    figures = plots(rows, args.docs / "images") + sample_tiles(models, sets, args.docs / "images")
     (args.docs / "design_space.md").write_text(markdown(rows, figures, args.quick))
     if models and not args.no_manifest:
         update_manifest(args.zoo, rows)

@@ -138,7 +138,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", help="zoo model id (default: the zoo's default model)")
     parser.add_argument("--zoo", help="model zoo directory (default: model_zoo/)")
-    parser.add_argument("--checkpoint", help="training run of the same model, for the PyTorch + diffusers comparison")
+    parser.add_argument(
+        "--checkpoint",
+        help="training run of the same model, for the PyTorch + diffusers comparison "
+        "(default: the checkpoint named in the model's manifest provenance, when it exists here)",
+    )
     args = parser.parse_args()
     if args.zoo:
         os.environ["NLF_MODEL_ZOO"] = str(Path(args.zoo).resolve())
@@ -228,11 +232,22 @@ def main() -> None:
                         "met": loss <= 0.2,
                     }
                 )
-            if args.checkpoint:
-                rows.append(torch_comparison(args.checkpoint, inputs, run["seconds"], level))
+            checkpoint = args.checkpoint or provenance_checkpoint(model)
+            if checkpoint:
+                rows.append(torch_comparison(checkpoint, inputs, run["seconds"], level))
     record("engine", rows)
     for row in rows:
         print(row)
+
+
+def provenance_checkpoint(model) -> str | None:
+    """The training checkpoint the model (or the fp32 model it was quantized from) was exported from."""
+    import json
+
+    entries = {m["id"]: m for m in json.loads((Path(model.zoo_dir) / "manifest.json").read_text())["models"]}
+    entry = entries.get(model.id, {})
+    path = (entry.get("provenance") or {}).get("checkpoint")
+    return path if path and Path(path).exists() else None
 
 
 def torch_comparison(checkpoint: str, inputs: dict[str, Path], engine_seconds: float, level) -> dict:
@@ -259,7 +274,12 @@ def torch_comparison(checkpoint: str, inputs: dict[str, Path], engine_seconds: f
                 )
                 scheduler.set_timesteps(steps)
                 x = torch.randn(8, 1, 64, 64)
-                for t in scheduler.timesteps:
+                # staged levels (strength < 1) run only the last steps × strength timesteps, as the engine does
+                strength = level.strength if level and level.sampler else 1.0
+                timesteps = scheduler.timesteps[steps - max(1, round(steps * strength)) :]
+                if strength < 1:
+                    model(x, torch.full((8,), float(timesteps[0])) / (1000 if model.family == "flow_matching" else 1), condition)
+                for t in timesteps:
                     tt = torch.full((8,), float(t))
                     out = model(x, tt / 1000 if model.family == "flow_matching" else tt, condition)
                     x = scheduler.step(out, t, x).prev_sample

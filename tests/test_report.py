@@ -50,3 +50,44 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
     assert levels and levels[0]["level"] == 1 and levels[0]["seconds_per_megapixel"] > 0
     # untrained smoke models never beat the baselines, so none becomes the plugin's default
     assert not any(m["default"] for m in manifest.values())
+
+
+def _row(model, family, set_name, reference, psnr, nfe=0, sampler=None, staged=False, r2=0.5, precision="fp32"):
+    return {
+        "model": model,
+        "family": family,
+        "set": set_name,
+        "with_reference": reference,
+        "psnr_log": psnr,
+        "nfe": nfe,
+        "sampler": sampler,
+        "staged": staged,
+        "r2": r2,
+        "precision": precision,
+    }
+
+
+def test_targets_table_says_met_or_by_how_much_missed():
+    from training.report import target_rows
+
+    rows = []
+    for set_name in ("synthetic", "greece", "robustness"):
+        for ref in (True, False):
+            rows += [
+                _row("baseline", "baseline", set_name, ref, 20.0),
+                _row("diffusion-fp32", "diffusion", set_name, ref, 23.0, 50, "ddim", r2=0.9),
+                _row("diffusion-fp32", "diffusion", set_name, ref, 22.8, 4, "ddim", staged=True, r2=0.9),
+                _row("flow_matching-fp32", "flow_matching", set_name, ref, 21.0, 8, "flow_euler", r2=0.8),
+                _row("flow_matching-fp32", "flow_matching", set_name, ref, 21.5, 50, "flow_euler", r2=0.8),
+            ]
+    found = {(t, w): (v, ok) for t, w, v, ok in target_rows(rows)}
+    assert found[("best generative ≥ best baseline + 2.1 dB", "greece, without reference")] == (
+        "diffusion-fp32 ddim vs baseline: +3.00 dB",
+        "met",
+    )
+    assert found[("≤ 8 NFE within 0.3 dB of 50+ NFE", "diffusion-fp32, synthetic, with reference")][1] == "met"
+    flow = found[("≤ 8 NFE within 0.3 dB of 50+ NFE", "flow_matching-fp32, synthetic, with reference")]
+    assert flow == ("flow_euler NFE 8 vs flow_euler NFE 50: -0.50 dB", "missed by 0.20")
+    assert found[("pixel R² on radiance ≥ 0.87", "greece, with reference")] == ("diffusion-fp32: 0.900", "met")
+    robust = found[("default (diffusion-fp32) keeps ≥ 2.1 dB margin", "robustness hold-out, with reference")]
+    assert robust == ("+3.00 dB", "met")

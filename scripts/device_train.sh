@@ -4,7 +4,7 @@
 #   2. train unet (resumed from runs/unet), diffusion, flow_matching and normalizing_flow side by side
 #      on the one GPU, reading tiles from the cache (same tiles, same order as a plain run),
 #   3. copy slim checkpoints (no optimizer state) and logs to $OUT.
-# Needs: NLF_GIT_COMMIT, NLF_REAL_DATA (Greece rasters), rasterio (wheels in .whl), DEADLINE_S.
+# Needs: NLF_GIT_COMMIT, NLF_SHARED_DATA (holding real/greece), rasterio (wheels in .whl), DEADLINE_S.
 set -u
 NAMES=${NAMES:-unet diffusion diffusion_eps_linear flow_matching normalizing_flow}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=.:${PYTHONPATH:-}

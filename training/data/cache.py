@@ -57,8 +57,8 @@ def _fill(bounds: tuple[int, int]) -> int:
     for i in range(*bounds):
         for key, value in dataset[i].items():
             arrays[key][i] = value.numpy()
-    for a in arrays.values():
-        a.flush()
+    # no msync here: the pages are shared through the page cache with every reader on this machine, and a
+    # per-chunk flush of a multi-GB map is slow on some virtual machines
     return bounds[1] - bounds[0]
 
 

@@ -38,8 +38,9 @@ from .datasets import augment, to_model_space
 
 # Thessaloniki and its hinterland: never used for training, only for validation and the report.
 GREECE_HOLDOUT = (22.3, 40.2, 24.3, 41.2)  # lon/lat: west, south, east, north
-# ../shared beside the checkout; NLF_REAL_DATA points elsewhere (e.g. a copy of the tree on another machine).
-DEFAULT_REAL = Path(os.environ.get("NLF_REAL_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real")
+# ../shared/data beside the checkout; NLF_SHARED_DATA points elsewhere (as in the tests; e.g. a copy of the tree
+# on another machine).
+DEFAULT_REAL = Path(os.environ.get("NLF_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data") / "real"
 
 
 def _overlaps(a: tuple, b: tuple) -> bool:

@@ -431,6 +431,17 @@ def speed_levels(rows: list[dict], model_id: str) -> list[dict]:
     ]
 
 
+def machine_description() -> str:
+    import platform
+
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores, {model or platform.processor() or platform.machine()}"
+
+
 def update_manifest(zoo: Path, rows: list[dict]) -> None:
     path = zoo / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -442,6 +453,16 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
         if levels:
             entry["speed_levels"] = levels
             entry["default_speed"] = max(1, (len(levels) + 1) // 2)
+        timed = levels[entry["default_speed"] - 1] if levels else None
+        if timed is None:  # one-pass models: their own row on the synthetic set with reference
+            timed = best(rows, model=entry["id"], set="synthetic", with_reference=True)
+        if timed and timed.get("seconds_per_megapixel"):
+            entry["throughput"] = {
+                "cpu_megapixels_per_minute": round(60.0 / timed["seconds_per_megapixel"], 2),
+                "at": "default speed level" if levels else "one pass",
+                "machine": machine_description(),
+                "measured_by": "make report (training.evaluate through the engine; wall time incl. reading and writing)",
+            }
         entry["metrics"] = {
             f"{r['set']}_{'ref' if r['with_reference'] else 'noref'}": {
                 k: round(r[k], 4) for k in ("psnr_log", "ssim_log", "rmse", "r2") if k in r

@@ -65,3 +65,11 @@ def test_slim_checkpoint_exports_and_resumes(tmp_path: Path, capsys) -> None:
     assert train.main(["--resume", str(slim), "--out", str(tmp_path / "more"), "--max-steps", "6"]) == 0
     assert "no optimizer state" in capsys.readouterr().out
     assert ckpt.load(tmp_path / "more")["step"] == 6
+    ema_only = tmp_path / "ema.pt"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "pack_run.py"), str(slim), str(ema_only), "--ema-only"], check=True)
+    assert ckpt.load(ema_only)["model"] is None
+    exported = ckpt.model_from_checkpoint(ema_only).state_dict()
+    for name, tensor in ckpt.model_from_checkpoint(slim).state_dict().items():
+        assert torch.equal(exported[name], tensor), name
+    assert train.main(["--resume", str(ema_only), "--out", str(tmp_path / "again"), "--max-steps", "6"]) == 0
+    assert "only EMA weights" in capsys.readouterr().out

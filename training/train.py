@@ -440,7 +440,11 @@ def _train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     if state is not None:
-        ckpt.load_weights(model, state["model"])
+        if state.get("model") is not None:
+            ckpt.load_weights(model, state["model"])
+        else:
+            print("note: the checkpoint keeps only EMA weights (a slim copy): training continues from them", flush=True)
+            ckpt.load_weights(model, state["ema"])
         ckpt.load_weights(ema.model, state["ema"])
         if state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])

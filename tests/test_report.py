@@ -91,3 +91,16 @@ def test_targets_table_says_met_or_by_how_much_missed():
     assert found[("pixel R² on radiance ≥ 0.87", "greece, with reference")] == ("diffusion-fp32: 0.900", "met")
     robust = found[("default (diffusion-fp32) keeps ≥ 2.1 dB margin", "robustness hold-out, with reference")]
     assert robust == ("+3.00 dB", "met")
+
+
+def test_default_prefers_the_int8_variant_within_tolerance():
+    from training.report import choose_default
+
+    entries = [
+        {"id": "d-fp32", "precision": "fp32", "variant_of": None},
+        {"id": "d-int8", "precision": "int8", "variant_of": "d-fp32"},
+        {"id": "f-fp32", "precision": "fp32", "variant_of": None},
+    ]
+    assert choose_default({"d-fp32": 3.0, "d-int8": 2.9, "f-fp32": 1.0}, entries) == "d-int8"
+    assert choose_default({"d-fp32": 3.0, "d-int8": 2.5, "f-fp32": 1.0}, entries) == "d-fp32"
+    assert choose_default({"d-fp32": -0.1, "d-int8": -0.2}, entries) is None

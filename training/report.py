@@ -442,12 +442,26 @@ def machine_description() -> str:
     return f"{os.cpu_count()} CPU cores, {model or platform.processor() or platform.machine()}"
 
 
+INT8_TOLERANCE_DB = 0.2
+
+
+def choose_default(m: dict[str, float], entries: list[dict]) -> str | None:
+    """The model with the largest worst-case margin over the baselines, if positive; if it is an fp32 model
+    whose int8 variant keeps its margin within INT8_TOLERANCE_DB, the int8 variant (the CPU default)."""
+    if not m or max(m.values()) <= 0:
+        return None  # no zoo model beats the baselines everywhere: the traditional method stays the default
+    top = max(m, key=m.get)
+    int8 = next((e["id"] for e in entries if e.get("variant_of") == top and e.get("precision") == "int8"), None)
+    if int8 in m and m[int8] > 0 and m[top] - m[int8] <= INT8_TOLERANCE_DB:
+        return int8
+    return top
+
+
 def update_manifest(zoo: Path, rows: list[dict]) -> None:
     path = zoo / "manifest.json"
     manifest = json.loads(path.read_text())
+    default = choose_default(margins(rows), manifest["models"])
     m = margins(rows)
-    # a zoo model becomes the plugin's default only if it beats the baselines everywhere; else baseline stays
-    default = max(m, key=m.get) if m and max(m.values()) > 0 else None
     for entry in manifest["models"]:
         levels = speed_levels(rows, entry["id"])
         if levels:

@@ -92,6 +92,8 @@ def test_resume_reproduces_the_uninterrupted_run(family: str, tmp_path: Path) ->
         for name, tensor in a[key].items():
             torch.testing.assert_close(b[key][name], tensor, atol=0, rtol=0, msg=f"{key}.{name}")
     assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+    history = b["meta"]["history"]
+    assert [h["from_step"] for h in history] == [0, 7, 13] and "--max-steps" in history[1]["command"]
     final = [r for r in records(parts, "val") if r["step"] == 20]
     assert final[-1] == records(whole, "val")[-1]
 

@@ -440,7 +440,14 @@ def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
         if data.get("kind") in ("mixed", "semi_real")
         else ""
     )
-    command = " ".join(meta.get("command") or []) or "python -m training.train"
+    sessions = meta.get("history") or [{"command": meta.get("command"), "git_commit": meta.get("git_commit")}]
+    command = "; then ".join(
+        f"`{readable_command(h.get('command'))}`"
+        + (f" from step {h['from_step']}" if h.get("from_step") else "")
+        + f" at commit {h.get('git_commit', 'unknown')}"
+        + (f" on {h['device']}" if h.get("device") else "")
+        for h in sessions
+    )
     lines = [
         f"# {entry['id']}",
         "",
@@ -450,8 +457,9 @@ def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
         f"- **Training data**: {data.get('kind', 'synthetic')}: simulated DMSP/VIIRS scene pairs (training/simulate, sensor",
         f"  model calibrated on real Athens DMSP F18 2013 vs Greece VIIRS 2017){semi_real}; tiles {data.get('tile', 64)}²,",
         f"  reference dropped at random (p = {data.get('reference_dropout', 0.3)}).",
-        f"- **How it was trained**: `{command}`, seed {meta.get('seed')}, commit {meta.get('git_commit', 'unknown')},",
-        f"  {state.get('step')} steps; exported by `{provenance['command']}` at commit {provenance['commit']}.",
+        f"- **How it was trained**: {command}; seed {meta.get('seed')}, {state.get('step')} steps",
+        f"  (run directory `{provenance['checkpoint']}`);",
+        f"  exported by `{provenance['command']}` at commit {provenance['commit']}.",
         "- **Intended use**: backcasting VIIRS-like night lights for 1992–2013 DMSP years, and cross-sensor",
         "  super-resolution without a reference, for regional analysis in QGIS.",
         "- **Limits**: never validated on real 1990s DMSP against real VIIRS (no such pairs exist; real co-registered",
@@ -463,6 +471,14 @@ def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
     ]
     (zoo / card).write_text("\n".join(lines) + "\n")
     return card.as_posix()
+
+
+def readable_command(argv: list[str] | None) -> str:
+    """A recorded command line as a user would type it (python -m ..., not the interpreter's full path)."""
+    if not argv:
+        return "python -m training.train"
+    head = "python" if Path(argv[0]).name.startswith("python") else argv[0]
+    return " ".join([head, *argv[1:]])
 
 
 def regression_partner(zoo: Path, precision: str) -> str | None:

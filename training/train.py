@@ -501,6 +501,16 @@ def _train(
         "device": torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else "cpu",
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    # Every session that trained this run, in order (a run may span several sessions and machines).
+    earlier = (state or {}).get("meta", {}).get("history") or (
+        [{"command": state["meta"].get("command"), "git_commit": state["meta"].get("git_commit"), "from_step": None}]
+        if state
+        else []
+    )
+    meta["history"] = [
+        *earlier,
+        {"command": argv, "git_commit": meta["git_commit"], "from_step": start_step, "device": meta["device"]},
+    ]
     metrics_path = out / "metrics.jsonl"
 
     def log(record: dict[str, Any]) -> None:

@@ -80,7 +80,8 @@ def test_targets_table_says_met_or_by_how_much_missed():
                 _row("flow_matching-fp32", "flow_matching", set_name, ref, 21.0, 8, "flow_euler", r2=0.8),
                 _row("flow_matching-fp32", "flow_matching", set_name, ref, 21.5, 50, "flow_euler", r2=0.8),
             ]
-    found = {(t, w): (v, ok) for t, w, v, ok in target_rows(rows)}
+    entries = [{"id": "diffusion-fp32", "precision": "fp32", "variant_of": None}]
+    found = {(t, w): (v, ok) for t, w, v, ok in target_rows(rows, entries)}
     assert found[("best generative ≥ best baseline + 2.1 dB", "greece, without reference")] == (
         "diffusion-fp32 ddim vs baseline: +3.00 dB",
         "met",

@@ -15,7 +15,7 @@ def _read(path):
 
 def test_fuse_writes_a_georeferenced_tiled_compressed_radiance_geotiff(tmp_path, sample):
     out = tmp_path / "fused.tif"
-    result = fuse(FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out)))
+    result = fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out)))
     with rasterio.open(out) as src, rasterio.open(sample["reference"]) as ref:
         assert src.dtypes[0] == "float32" and np.isnan(src.nodata)
         assert src.profile["tiled"] and src.profile["compress"] == "deflate"
@@ -33,7 +33,7 @@ def test_fuse_writes_a_georeferenced_tiled_compressed_radiance_geotiff(tmp_path,
 
 def test_baseline_beats_raw_dn_and_correlates_with_truth(tmp_path, sample):
     out = tmp_path / "fused.tif"
-    fuse(FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out)))
+    fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out)))
     fused, _, _, _ = _read(out)
     truth, _, _, _ = _read(sample["truth"])
     scores = all_metrics(fused, truth)
@@ -43,7 +43,7 @@ def test_baseline_beats_raw_dn_and_correlates_with_truth(tmp_path, sample):
 
 def test_without_reference_the_fixed_curve_and_a_15_arcsec_grid(tmp_path, sample):
     out = tmp_path / "fused.tif"
-    result = fuse(FuseRequest(dmsp=str(sample["dmsp"]), output=str(out)))
+    result = fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), output=str(out)))
     assert any("fixed" in note for note in result.notes)
     with rasterio.open(out) as src:
         assert src.res == pytest.approx((1 / 240, 1 / 240)) and src.crs.to_epsg() == 4326
@@ -54,8 +54,8 @@ def test_without_reference_the_fixed_curve_and_a_15_arcsec_grid(tmp_path, sample
 
 def test_block_size_does_not_change_the_result(tmp_path, sample):
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
-    fuse(FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(a), block_size=512))
-    fuse(FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(b), block_size=37))
+    fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(a), block_size=512))
+    fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(b), block_size=37))
     assert np.array_equal(_read(a)[0], _read(b)[0], equal_nan=True)
 
 
@@ -104,16 +104,16 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, sample):
     out = tmp_path / "fused.tif"
     out.write_bytes(b"precious")
     with pytest.raises(OutputError, match="already exists"):
-        fuse(FuseRequest(dmsp=str(sample["dmsp"]), output=str(out)))
+        fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), output=str(out)))
     assert out.read_bytes() == b"precious"
-    fuse(FuseRequest(dmsp=str(sample["dmsp"]), output=str(out), overwrite=True))
+    fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), output=str(out), overwrite=True))
     assert out.read_bytes() != b"precious"
 
 
 def test_output_equal_to_an_input_is_refused(tmp_path, sample):
     before = sample["dmsp"].read_bytes()
     with pytest.raises(OutputError, match="one of the inputs"):
-        fuse(FuseRequest(dmsp=str(sample["dmsp"]), output=str(sample["dmsp"]), overwrite=True))
+        fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), output=str(sample["dmsp"]), overwrite=True))
     assert sample["dmsp"].read_bytes() == before
 
 
@@ -121,7 +121,7 @@ def test_output_equal_to_an_input_is_refused(tmp_path, sample):
 def test_unwritable_output_paths_are_explained(tmp_path, sample, bad):
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(OutputError):
-        fuse(FuseRequest(dmsp=str(sample["dmsp"]), output=bad.format(tmp=tmp_path)))
+        fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), output=bad.format(tmp=tmp_path)))
 
 
 def test_cancel_leaves_no_output(tmp_path, sample):
@@ -134,7 +134,9 @@ def test_cancel_leaves_no_output(tmp_path, sample):
 
     with pytest.raises(CancelledError):
         fuse(
-            FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out), block_size=40),
+            FuseRequest(
+                model="baseline", dmsp=str(sample["dmsp"]), viirs=str(sample["reference"]), output=str(out), block_size=40
+            ),
             is_cancelled=cancel_after_two_checks,
         )
     assert not out.exists() and not list(tmp_path.iterdir())
@@ -159,7 +161,7 @@ def test_negative_viirs_radiance_is_valid_background_not_nodata(tmp_path, sample
     with rasterio.open(shifted, "w", **profile) as dst:
         dst.write(reference, 1)
     out = tmp_path / "fused.tif"
-    fuse(FuseRequest(dmsp=str(sample["dmsp"]), viirs=str(shifted), output=str(out)))
+    fuse(FuseRequest(model="baseline", dmsp=str(sample["dmsp"]), viirs=str(shifted), output=str(out)))
     with rasterio.open(out) as src, rasterio.open(sample["dmsp"]) as dmsp:
         fused = src.read(1)
         dark = np.kron(dmsp.read(1) == 0, np.ones((2, 2), bool))  # 30″ unlit pixels on the 15″ grid

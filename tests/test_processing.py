@@ -213,7 +213,10 @@ def test_fuse_report_and_qa(processing_run, sample, tmp_path):
     )
     assert result["REPORT"] == str(report)
     text = report.read_text()
-    assert "data:image/png;base64," in text and "Pearson r" in text and "baseline" in text
+    from nightlight_fusion_plugin.core.zoo import load_manifest
+
+    default = next((m.id for m in load_manifest() if m.default), "baseline")
+    assert "data:image/png;base64," in text and "Pearson r" in text and default in text  # names the method that ran
     assert 0.5 < result["QA_PEARSON_R"] <= 1.0
     assert result["SECONDS"] > 0
 

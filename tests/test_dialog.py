@@ -103,12 +103,19 @@ def triangle_layer():
 
 
 # --- inputs ------------------------------------------------------------------------------------------
+def default_model_id() -> str:
+    from nightlight_fusion_plugin.core.zoo import load_manifest
+
+    return next((m.id for m in load_manifest() if m.default), "baseline")
+
+
 def test_guesses_inputs_and_prefills_satellite_year(dialog, layers):
     dmsp, viirs = layers
     assert dialog.dmsp_combo.currentLayer() is dmsp and dialog.viirs_combo.currentLayer() is viirs
     assert dialog.satellite_edit.text() == "F15" and dialog.year_spin.value() == 2005
     params = dialog.parameters()
-    assert params["SATELLITE"] == "F15" and params["YEAR"] == 2005 and params["MODEL"] == "baseline"
+    assert params["SATELLITE"] == "F15" and params["YEAR"] == 2005
+    assert params["MODEL"] == default_model_id()  # the zoo's recommended model preselected, else the baseline
     dialog.satellite_edit.setText("F16")
     assert dialog.parameters()["SATELLITE"] == "F16"  # editable
 
@@ -212,7 +219,7 @@ def test_run_adds_a_styled_layer_with_metadata_and_a_report(dialog, tmp_path):
     assert isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
     abstract = layer.metadata().abstract()
     for expected in (
-        "Model: baseline",
+        f"Model: {default_model_id()}",
         "Seed: 7",
         "Device: cpu",
         "dmsp_F15_2005_sample.tif",

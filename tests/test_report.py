@@ -83,7 +83,7 @@ def test_targets_table_says_met_or_by_how_much_missed():
     entries = [{"id": "diffusion-fp32", "precision": "fp32", "variant_of": None}]
     found = {(t, w): (v, ok) for t, w, v, ok in target_rows(rows, entries)}
     assert found[("best generative ≥ best baseline + 2.1 dB", "greece, without reference")] == (
-        "diffusion-fp32 ddim vs baseline: +3.00 dB",
+        "diffusion-fp32 ddim, NFE 50 vs baseline: +3.00 dB",
         "met",
     )
     assert found[("≤ 8 NFE within 0.3 dB of 50+ NFE", "diffusion-fp32, synthetic, with reference")][1] == "met"
@@ -105,3 +105,21 @@ def test_default_prefers_the_int8_variant_within_tolerance():
     assert choose_default({"d-fp32": 3.0, "d-int8": 2.9, "f-fp32": 1.0}, entries) == "d-int8"
     assert choose_default({"d-fp32": 3.0, "d-int8": 2.5, "f-fp32": 1.0}, entries) == "d-fp32"
     assert choose_default({"d-fp32": -0.1, "d-int8": -0.2}, entries) is None
+
+
+def test_speed_levels_skip_unusable_and_noise_level_settings():
+    from training.report import speed_levels
+
+    def point(sampler, nfe, psnr, spm, strength=None):
+        row = _row("m", "diffusion", "synthetic", True, psnr, nfe, sampler)
+        return {**row, "steps": nfe, "strength": strength, "seconds_per_megapixel": spm}
+
+    rows = [
+        point("ddim", 2, 12.0, 40.0),  # fastest but unusable (far below the best)
+        point("ddim", 2, 31.0, 45.0, strength=0.5),  # not meaningfully faster than the better ddim 4: no level
+        point("ddim", 4, 31.2, 47.0),
+        point("ddim", 50, 32.0, 900.0),
+    ]
+    levels = speed_levels(rows, "m")
+    assert [(lv["sampler"], lv["nfe"], lv["strength"]) for lv in levels] == [("ddim", 4, 1.0), ("ddim", 50, 1.0)]
+    assert [lv["level"] for lv in levels] == [1, 2]

@@ -274,6 +274,15 @@ def _fmt(value: float | None, unit: str = "dB") -> str:
     return "not measured" if value is None or not np.isfinite(value) else f"{value:+.2f} {unit}"
 
 
+def setting(row: dict) -> str:
+    """How a row was sampled, in words: sampler, staged, NFE and ensemble size."""
+    if not row.get("sampler"):
+        return "one pass"
+    k = row.get("ensemble_k")
+    text = f"{row['sampler']}{' staged' if row.get('staged') else ''}, NFE {row['nfe']}"
+    return text + (f" (mean of K={k} samples of NFE {row['nfe'] // k})" if k else "")
+
+
 def target_rows(rows: list[dict], entries: list[dict] | None = None) -> list[tuple[str, str, str, str]]:
     """(target, where, measured, met) for each target of the design-space issue."""
     out = []
@@ -292,7 +301,7 @@ def target_rows(rows: list[dict], entries: list[dict] | None = None) -> list[tup
                 continue
             gain = top["psnr_log"] - base["psnr_log"] if top else None
             where = f"{set_name}, {'with' if reference else 'without'} reference"
-            detail = f"{top['model']} {top.get('sampler') or ''} vs {base['model']}: " if top else ""
+            detail = f"{top['model']} {setting(top)} vs {base['model']}: " if top else ""
             out.append(("best generative ≥ best baseline + 2.1 dB", where, detail + _fmt(gain), _met(gain, 2.1)))
     for model in sorted({r["model"] for r in rows if r["family"] in ("diffusion", "flow_matching") and r["precision"] == "fp32"}):
         mine = [r for r in rows if r["model"] == model and r["set"] == "synthetic" and r["with_reference"]]
@@ -404,7 +413,7 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
         models = {r["model"] for r in mine}
         how = "one pass"
         if top.get("sampler"):
-            how = f"{top['sampler']}{' staged' if top.get('staged') else ''}, NFE {top['nfe']}"
+            how = setting(top)
         line = (
             f"- **{family}**: best on the synthetic set (with reference) {top['psnr_log']:.2f} dB ({top['model']}, {how}); "
             f"margin over the best baseline on the robustness hold-out {max(robust.get(k, -np.inf) for k in models):+.2f} dB, "
@@ -452,6 +461,10 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
     return "\n".join(text)
 
 
+LEVEL_FLOOR_DB = 3.0
+LEVEL_MIN_SAVING = 0.15
+
+
 def speed_levels(rows: list[dict], model_id: str) -> list[dict]:
     """The model's Pareto front of (time, PSNR) on the synthetic set with reference, fastest first, ≤ 5 levels."""
     points = [
@@ -463,12 +476,18 @@ def speed_levels(rows: list[dict], model_id: str) -> list[dict]:
         and r.get("sampler")
         and not r.get("ensemble_k")
     ]
-    points.sort(key=lambda r: r["seconds_per_megapixel"])
-    front, best_psnr = [], -np.inf
-    for r in points:
-        if r["psnr_log"] > best_psnr:
+    if not points:
+        return []
+    # Usable settings only (within LEVEL_FLOOR_DB of the model's best), then the Pareto front from the best
+    # down: a faster level must save at least LEVEL_MIN_SAVING of the time, so that timing noise between
+    # near-equal settings cannot put a much worse setting on the slider.
+    top = max(r["psnr_log"] for r in points)
+    usable = sorted((r for r in points if r["psnr_log"] >= top - LEVEL_FLOOR_DB), key=lambda r: -r["psnr_log"])
+    front: list[dict] = []
+    for r in usable:
+        if not front or r["seconds_per_megapixel"] < (1 - LEVEL_MIN_SAVING) * min(f["seconds_per_megapixel"] for f in front):
             front.append(r)
-            best_psnr = r["psnr_log"]
+    front.sort(key=lambda r: r["seconds_per_megapixel"])
     if len(front) > 5:
         front = [front[i] for i in np.linspace(0, len(front) - 1, 5).round().astype(int)]
     return [

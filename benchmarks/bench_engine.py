@@ -199,6 +199,7 @@ def main() -> None:
         help="training run of the same model, for the PyTorch + diffusers comparison "
         "(default: the checkpoint named in the model's manifest provenance, when it exists here)",
     )
+    parser.add_argument("--section", default="engine", help="name of the results section (one per benchmarked model)")
     args = parser.parse_args()
     if args.zoo:
         os.environ["NLF_MODEL_ZOO"] = str(Path(args.zoo).resolve())
@@ -293,7 +294,7 @@ def main() -> None:
             checkpoint = args.checkpoint or provenance_checkpoint(model)
             if checkpoint:
                 rows.append(torch_comparison(checkpoint, inputs, run["seconds"], level))
-    record("engine", rows)
+    record(args.section, rows)
     for row in rows:
         print(row)
 

@@ -215,7 +215,7 @@ def plots(rows: list[dict], images: Path) -> list[str]:
 
 def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path) -> list[str]:
     """Side-by-side tiles per set: DMSP, reference, truth, the traditional baseline and each fp32 zoo model
-    (diffusion/flow at 8 NFE with their first recommended sampler), on the first scene, log1p colour scale."""
+    at its default speed level, on the first scene, log1p colour scale."""
     import tempfile
 
     import matplotlib
@@ -242,12 +242,8 @@ def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path) -> list[
         ]
         with tempfile.TemporaryDirectory() as tmp:
             for model_id in ["baseline", *(m.id for m in shown)]:
-                family = next((m.family for m in shown if m.id == model_id), "baseline")
-                options: dict[str, Any] = {}
-                if family in GRID:
-                    sampler = next(iter(GRID[family]))
-                    options = {"sampler": sampler, "steps": steps_for(sampler, 8)}
-                prediction = predict_scene(model_id, files, scene, grid, Path(tmp), **options)
+                # each model at its default speed level (the manifest's, as the plugin runs it)
+                prediction = predict_scene(model_id, files, scene, grid, Path(tmp))
                 panels.append((model_id, prediction, None))
         vmax = float(np.log1p(np.nanpercentile(panels[2][1], 99.5)))
         fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
@@ -258,7 +254,10 @@ def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path) -> list[
                 ax.imshow(np.log1p(np.clip(array, 0, None)), cmap="magma", vmin=0, vmax=vmax)
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-        fig.suptitle(f"{set_name} test set, scene {scene['index']} (radiance panels: log1p, same scale)", fontsize=9)
+        fig.suptitle(
+            f"{set_name} test set, scene {scene['index']} (radiance panels: log1p, same scale; models at their default speed)",
+            fontsize=9,
+        )
         fig.tight_layout()
         name = f"images/design_space_tiles_{set_name}.png"
         fig.savefig(images.parent / name, dpi=80)

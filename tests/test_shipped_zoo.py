@@ -66,7 +66,8 @@ def test_fuse_the_sample_with_every_shipped_model(model_id, sample, tmp_path):
     with rasterio.open(out) as src:
         data = src.read(1)
         assert src.tags().get("NLF_METHOD") == model_id
-    assert np.isfinite(data).all() and data.min() >= 0 and data.max() > 1
+    # VIIRS background radiance may be slightly negative (sensor noise), as in the training truth
+    assert np.isfinite(data).all() and data.min() > -5 and data.max() > 1
 
 
 @pytest.mark.real_data

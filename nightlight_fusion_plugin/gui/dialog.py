@@ -717,6 +717,9 @@ class FuseDialog(QDialog):
             what, nfe, psnr, spm = tr("one pass (NFE 1)"), 1, None, None
             if zoo.speed_levels:
                 psnr, spm = level.psnr, level.seconds_per_megapixel
+            elif zoo.throughput.get("cpu_megapixels_per_minute"):  # measured by make report
+                spm = 60.0 / zoo.throughput["cpu_megapixels_per_minute"]
+                psnr = (zoo.metrics.get("synthetic_ref") or {}).get("psnr_log")
         elif override:
             from ..core.generative import sampling_plan
 

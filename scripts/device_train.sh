@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Train the shipped configs on a lent GPU machine (one H100/H200, 16 cores), in one call:
 #   1. fill the shared tile cache with every core (all configs share one [data] table),
-#   2. train unet (resumed from runs/unet), diffusion, flow_matching and normalizing_flow side by side
-#      on the one GPU, reading tiles from the cache (same tiles, same order as a plain run),
+#   2. train the NAMES runs side by side on the one GPU (resuming those with a checkpoint in runs/),
+#      reading tiles from the cache (same tiles, same order as a plain run),
 #   3. copy slim checkpoints (no optimizer state) and logs to $OUT.
 # Needs: NLF_GIT_COMMIT, NLF_SHARED_DATA (holding real/greece), rasterio (wheels in .whl), DEADLINE_S.
+# Session 2's attempt filled the cache far too slowly (runs/README.md): time the fill first.
 set -u
-NAMES=${NAMES:-unet diffusion diffusion_eps_linear flow_matching normalizing_flow}
+NAMES=${NAMES:-unet diffusion flow_matching normalizing_flow}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=.:${PYTHONPATH:-}
 start=$(date +%s)
 deadline=${DEADLINE_S:-540}
@@ -20,7 +21,7 @@ left=$(( deadline - ($(date +%s) - start) ))
 pids=()
 for name in $NAMES; do
   mkdir -p "$runs/$name"
-  if [ "$name" = unet ] && [ -z "$suffix" ]; then args=(--resume runs/unet); else args=(--config "training/configs/$name$suffix.toml"); fi
+  if [ -e "runs/$name/checkpoint.pt" ] && [ -z "$suffix" ]; then args=(--resume "runs/$name"); else args=(--config "training/configs/$name$suffix.toml"); fi
   timeout -s TERM "$left" python3 -m training.train "${args[@]}" --out "$runs/$name" --device "$device" \
     --data-cache "$cache" --num-workers 2 > "$runs/$name/stdout.log" 2>&1 &
   pids+=($!)

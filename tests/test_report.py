@@ -48,6 +48,8 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
     manifest = {m["id"]: m for m in json.loads((zoo / "manifest.json").read_text())["models"]}
     levels = manifest["diffusion-fp32"]["speed_levels"]
     assert levels and levels[0]["level"] == 1 and levels[0]["seconds_per_megapixel"] > 0
+    measured = manifest["diffusion-fp32"]["measured"]
+    assert measured and {"set", "sampler", "nfe", "psnr_log", "seconds_per_megapixel"} <= set(measured[0])
     # untrained smoke models never beat the baselines, so none becomes the plugin's default
     assert not any(m["default"] for m in manifest.values())
 

@@ -563,6 +563,20 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
             for r in rows
             if r["model"] == entry["id"] and not r.get("ensemble_k") and (r.get("nfe") in (1, 8) or not r.get("sampler"))
         }
+        entry["measured"] = [  # every measured setting of this model (docs/design_space.md has them all)
+            {
+                "set": r["set"],
+                "reference": r["with_reference"],
+                "sampler": r.get("sampler"),
+                "steps": r.get("steps"),
+                "nfe": r["nfe"],
+                "strength": r.get("strength") or 1.0,
+                "ensemble": r.get("ensemble_k") or 1,
+                **{k: round(r[k], 4) for k in ("psnr_log", "ssim_log", "rmse", "r2", "seconds_per_megapixel") if k in r},
+            }
+            for r in rows
+            if r["model"] == entry["id"]
+        ]
         entry["default"] = entry["id"] == default
         entry["margin_over_best_baseline_db"] = round(robust.get(entry["id"], float("nan")), 3)  # robustness hold-out
         entry["worst_case_margin_db"] = round(m.get(entry["id"], float("nan")), 3)  # all sets and modes

@@ -539,8 +539,8 @@ def choose_default(m: dict[str, float], entries: list[dict]) -> str | None:
 def update_manifest(zoo: Path, rows: list[dict]) -> None:
     path = zoo / "manifest.json"
     manifest = json.loads(path.read_text())
-    default = choose_default(default_margins(rows), manifest["models"])
     m, robust = margins(rows), default_margins(rows)
+    default = choose_default(robust, manifest["models"])
     for entry in manifest["models"]:
         levels = speed_levels(rows, entry["id"])
         if levels:

@@ -54,7 +54,7 @@ bench: setup-training
 
 ## The design-space report (docs/design_space.md) and measured speed levels written into model_zoo/manifest.json.
 report: setup-training
-	PYTHONPATH=. $(PY) -m training.report
+	PYTHONPATH=. $(PY) -m training.report --runs runs/diffusion_eps_linear runs/normalizing_flow
 
 clean:
 	rm -rf build dist demo_output .pytest_cache

@@ -14,6 +14,9 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
     shutil.copytree(smoke_zoo, zoo)
     docs = tmp_path / "docs"
     docs.mkdir()
+    # a design-space run that is not shipped: measured beside the zoo, never written into it
+    variant = tmp_path / "runs" / "flow_variant"
+    shutil.copytree(smoke_zoo.parent / "runs" / "flow_matching", variant)
     command = [
         sys.executable,
         "-m",
@@ -25,6 +28,8 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
         "--docs",
         str(docs),
         "--quick",
+        "--runs",
+        str(variant),
     ]
     done = subprocess.run(
         command,
@@ -39,6 +44,8 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
     assert (docs / "images" / "design_space_psnr_nfe.png").stat().st_size > 1000
     assert (docs / "images" / "design_space_tiles_synthetic.png").stat().st_size > 1000
     assert "design_space_tiles_synthetic.png" in text
+    assert "| flow_variant-fp32 | flow_euler |" in text and "`flow_variant-fp32`" in text
+    assert "| normalizing-flow-fp32 | T=0 |" in text  # the flow's temperature sweep
     # a second run reuses the measured rows (keyed by model sha256) instead of measuring again
     rows_file = tmp_path / "eval" / "rows_quick.jsonl"
     measured = rows_file.read_text().count("\n")
@@ -50,6 +57,7 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
     assert levels and levels[0]["level"] == 1 and levels[0]["seconds_per_megapixel"] > 0
     measured = manifest["diffusion-fp32"]["measured"]
     assert measured and {"set", "sampler", "nfe", "psnr_log", "seconds_per_megapixel"} <= set(measured[0])
+    assert "flow_variant-fp32" not in manifest and not (zoo / "flow_variant-fp32.onnx").exists()
     # untrained smoke models never beat the baselines, so none becomes the plugin's default
     assert not any(m["default"] for m in manifest.values())
 
@@ -107,6 +115,9 @@ def test_default_prefers_the_int8_variant_within_tolerance():
     assert choose_default({"d-fp32": 3.0, "d-int8": 2.9, "f-fp32": 1.0}, entries) == "d-int8"
     assert choose_default({"d-fp32": 3.0, "d-int8": 2.5, "f-fp32": 1.0}, entries) == "d-fp32"
     assert choose_default({"d-fp32": -0.1, "d-int8": -0.2}, entries) is None
+    # a design-space model (measured, not shipped) never becomes the default, however good
+    design = [*entries, {"id": "x-fp32", "precision": "fp32", "variant_of": None, "shipped": False}]
+    assert choose_default({"x-fp32": 9.0, "d-fp32": 3.0, "d-int8": 2.9}, design) == "d-int8"
 
 
 def test_speed_levels_skip_unusable_and_noise_level_settings():

@@ -132,10 +132,12 @@ def evaluate(
     seed: int = 0,
     limit: int | None = None,
     strength: float | None = None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     manifest = json.loads((data_dir / "manifest.json").read_text())
     scenes = manifest["scenes"][:limit] if limit else manifest["scenes"]
     rows, seconds, megapixels = [], 0.0, 0.0
+    extra = {} if temperature is None else {"temperature": temperature}  # else the engine's default (0.8)
     with model_zoo_for(model) as model_id, tempfile.TemporaryDirectory() as tmp:
         for scene in scenes:
             files = {k: str(data_dir / v) for k, v in scene["files"].items()}
@@ -157,6 +159,7 @@ def evaluate(
                 speed=speed,
                 ensemble=ensemble,
                 strength=strength,
+                **extra,
             )
             seconds += time.perf_counter() - started
             megapixels += grid.width * grid.height / 1e6
@@ -173,6 +176,7 @@ def evaluate(
         "speed": speed,
         "ensemble": ensemble,
         "strength": strength,
+        "temperature": temperature,
         "seconds_per_megapixel": seconds / max(megapixels, 1e-9),
         **summary,
     }
@@ -186,13 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--speed", type=int)
     parser.add_argument("--ensemble", type=int, default=1)
+    parser.add_argument("--temperature", type=float, help="normalizing flows: latent temperature (default 0.8)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="evaluate only the first N scenes")
     parser.add_argument("--out", type=Path, help="append the result as one JSON line to this file")
     args = parser.parse_args(argv)
     result = evaluate(
-        args.model, args.data, args.sampler, args.steps, args.speed, args.ensemble, not args.no_reference, args.seed, args.limit
+        args.model,
+        args.data,
+        args.sampler,
+        args.steps,
+        args.speed,
+        args.ensemble,
+        not args.no_reference,
+        args.seed,
+        args.limit,
+        temperature=args.temperature,
     )
     line = json.dumps(result)
     if args.out:

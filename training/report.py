@@ -40,6 +40,7 @@ SCENES = 6  # scenes per set (of 12 synthetic / 8 Greece): keeps the whole grid 
 KEY_NFE = [8]  # plain sampling measured on every other set/mode (with STAGED_NFE staged, for the margins)
 SPEED_NFE = [4, 8]  # int8 models: plain budgets on the synthetic set (with STAGED_NFE: their speed levels)
 STAGED_NFE = [2, 4, 8]
+TEMPERATURES = [0.0, 0.5, 1.0]  # normalizing flows, besides the engine's default 0.8 (synthetic set, with reference)
 
 
 def ensure_sets(eval_dir: Path, quick: bool, real_dir: Path | None) -> dict[str, Path]:
@@ -56,6 +57,40 @@ def ensure_sets(eval_dir: Path, quick: bool, real_dir: Path | None) -> dict[str,
                 raise RuntimeError(f"could not make the {name} evaluation set")
         sets[name] = out
     return sets
+
+
+def design_space_zoo(zoo: Path, out: Path, runs: list[Path]) -> Path:
+    """A zoo for the report: the shipped models (by absolute path) plus each training run in `runs` that is not
+    shipped, exported to fp32 ONNX once (re-exported when its checkpoint changes). Design-space models are
+    measured like the shipped ones but never become the plugin's default or enter model_zoo/."""
+    from .export import export, sha256_of
+
+    shipped = json.loads((zoo / "manifest.json").read_text())["models"] if (zoo / "manifest.json").exists() else []
+    for entry in shipped:
+        entry["file"] = str((zoo / entry["file"]).resolve())
+        if entry.get("card"):
+            entry["card"] = str((zoo / entry["card"]).resolve())
+    out.mkdir(parents=True, exist_ok=True)
+    known_path = out / "exported.json"
+    known = json.loads(known_path.read_text()) if known_path.exists() else {}
+    extras = []
+    for run in runs:
+        checkpoint = run / "checkpoint.pt" if run.is_dir() else run
+        name = run.name if run.is_dir() else run.parent.name
+        if not checkpoint.exists() or any(e["id"] == f"{name}-fp32" for e in shipped):
+            continue
+        digest = sha256_of(checkpoint)
+        if known.get(name, {}).get("checkpoint_sha256") != digest or not (out / f"{name}-fp32.onnx").exists():
+            print(f"report: exporting the design-space run {run} as {name}-fp32", flush=True)
+            unet = next((e["id"] for e in shipped if e["family"] == "unet" and e["precision"] == "fp32"), None)
+            entry = export(str(checkpoint), out / "exports", quantize="none", model_id=name, regression=unet)[0]
+            entry["file"] = str((out / "exports" / entry["file"]).resolve())
+            entry["card"] = str((out / "exports" / entry["card"]).resolve())
+            known[name] = {"checkpoint_sha256": digest, "entry": entry}
+            known_path.write_text(json.dumps(known, indent=1) + "\n")
+        extras.append({**known[name]["entry"], "design_space_only": True})
+    (out / "manifest.json").write_text(json.dumps({"version": 1, "models": shipped + extras}, indent=2) + "\n")
+    return out
 
 
 def steps_for(sampler: str, nfe_budget: int) -> int:
@@ -119,6 +154,12 @@ def run_grid(zoo_models: list, sets: dict[str, Path], quick: bool, cache: RowCac
                 mkey = model.sha256
                 if model.family in ("unet", "normalizing_flow"):
                     add(measure(mkey, model.id, data, with_reference=reference), **common, staged=False, nfe=1)
+                    if model.family == "normalizing_flow" and sweep and model.precision == "fp32":
+                        for temperature in TEMPERATURES[:1] if quick else TEMPERATURES:
+                            result = measure(mkey, model.id, data, temperature=temperature)
+                            add(result, **common, staged=False, nfe=1)
+                        for k in ENSEMBLES[1:2] if quick else ENSEMBLES[1:]:
+                            add(measure(mkey, model.id, data, ensemble=k), **common, staged=False, nfe=k, ensemble_k=k)
                     continue
                 grid = (QUICK_GRID if quick else GRID)[model.family]
                 first = next(iter(grid))
@@ -275,9 +316,10 @@ def _fmt(value: float | None, unit: str = "dB") -> str:
 
 def setting(row: dict) -> str:
     """How a row was sampled, in words: sampler, staged, NFE and ensemble size."""
-    if not row.get("sampler"):
-        return "one pass"
     k = row.get("ensemble_k")
+    if not row.get("sampler"):
+        text = "one pass" + (f" at temperature {row['temperature']:g}" if row.get("temperature") is not None else "")
+        return text + (f" (mean of K={k} samples)" if k else "")
     text = f"{row['sampler']}{' staged' if row.get('staged') else ''}, NFE {row['nfe']}"
     return text + (f" (mean of K={k} samples of NFE {row['nfe'] // k})" if k else "")
 
@@ -339,6 +381,10 @@ def _met(value: float | None, threshold: float) -> str:
     return "met" if value >= threshold else f"missed by {threshold - value:.2f}"
 
 
+def temperature_cell(row: dict) -> str:
+    return f"T={row['temperature']:g}" if row.get("temperature") is not None else "—"
+
+
 def markdown(rows: list[dict], figures: list[str], quick: bool, entries: list[dict] | None = None) -> str:
     lines = [
         "# Design space: which model family fuses DMSP-OLS and VIIRS best, at what cost",
@@ -366,12 +412,17 @@ def markdown(rows: list[dict], figures: list[str], quick: bool, entries: list[di
             for r in sorted(chosen, key=lambda r: (r["family"] != "baseline", r["model"], str(r.get("sampler")), r["nfe"])):
                 cells = [f"{r.get(k, float('nan')):.3g}" for k in keys]
                 staged = " (staged)" if r.get("staged") else ""
-                lines.append(
-                    f"| {r['model']} | {r.get('sampler') or '—'}{staged} | {r['nfe']} | {r.get('ensemble_k', 1)} | "
-                    + " | ".join(cells)
-                    + " |"
-                )
+                how = (r.get("sampler") or temperature_cell(r)) + staged
+                lines.append(f"| {r['model']} | {how} | {r['nfe']} | {r.get('ensemble_k', 1)} | " + " | ".join(cells) + " |")
             lines.append("")
+    extras = [e["id"] for e in entries or [] if not e.get("shipped", True)]
+    if extras:
+        lines += [
+            "Design-space models (trained and measured here, not shipped in `model_zoo/`, never the default): "
+            + ", ".join(f"`{e}`" for e in extras)
+            + ". `make report` exports them from their training runs (`--runs`).",
+            "",
+        ]
     lines += [f"![{f}]({f})" for f in figures] + [""]
     found = target_rows(rows, entries or [])
     if found:
@@ -406,7 +457,7 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
     for family in ("unet", "diffusion", "flow_matching", "normalizing_flow"):
         mine = [r for r in rows if r["family"] == family and r["set"] == "synthetic" and r["with_reference"]]
         if not mine:
-            text.append(f"- **{family}**: no trained model in the zoo yet, so not compared.")
+            text.append(f"- **{family}**: no trained model yet, so not compared.")
             continue
         top = max(mine, key=lambda r: r["psnr_log"])
         models = {r["model"] for r in mine}
@@ -418,6 +469,9 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
             f"margin over the best baseline on the robustness hold-out {max(robust.get(k, -np.inf) for k in models):+.2f} dB, "
             f"worst case over all sets and modes {max(m[k] for k in models):+.2f} dB"
         )
+        if len(models) > 1:  # several trained variants of the family (e.g. epsilon/linear vs v/cosine diffusion)
+            per_model = {k: max(r["psnr_log"] for r in mine if r["model"] == k) for k in sorted(models)}
+            line += "; best per model: " + ", ".join(f"{k} {v:.2f} dB" for k, v in per_model.items())
         plain = [r for r in mine if r.get("sampler") and not r.get("ensemble_k")]
         if plain:
             best_plain = max(plain, key=lambda r: r["psnr_log"])
@@ -527,6 +581,9 @@ def default_margins(rows: list[dict]) -> dict[str, float]:
 def choose_default(m: dict[str, float], entries: list[dict]) -> str | None:
     """The model with the largest margin `m` over the baselines, if positive; if it is an fp32 model whose
     int8 variant keeps its margin within INT8_TOLERANCE_DB, the int8 variant (the CPU default)."""
+    shipped = {e["id"] for e in entries if e.get("shipped", True)}
+    if entries:  # design-space models (trained, evaluated, not in the zoo) cannot be the plugin's default
+        m = {k: v for k, v in m.items() if k in shipped}
     if not m or max(m.values()) <= 0:
         return None  # no zoo model beats the baselines everywhere: the traditional method stays the default
     top = max(m, key=m.get)
@@ -561,7 +618,10 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
                 k: round(r[k], 4) for k in ("psnr_log", "ssim_log", "rmse", "r2") if k in r
             }
             for r in rows
-            if r["model"] == entry["id"] and not r.get("ensemble_k") and (r.get("nfe") in (1, 8) or not r.get("sampler"))
+            if r["model"] == entry["id"]
+            and not r.get("ensemble_k")
+            and r.get("temperature") is None
+            and (r.get("nfe") in (1, 8) or not r.get("sampler"))
         }
         entry["measured"] = [  # every measured setting of this model (docs/design_space.md has them all)
             {
@@ -597,17 +657,29 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON-lines file of measured rows to reuse (default: EVAL_DIR/rows.jsonl; rows are keyed by model sha256)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore the rows cache and measure everything again")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="training runs (folders with checkpoint.pt) that are not shipped, measured beside the zoo as design-space models",
+    )
     args = parser.parse_args(argv)
-    os.environ["NLF_MODEL_ZOO"] = str(args.zoo.resolve())
     from nightlight_fusion_plugin.core.zoo import load_manifest
 
-    models = load_manifest(args.zoo)
+    shipped = {m.id for m in load_manifest(args.zoo)}
+    zoo = design_space_zoo(args.zoo, args.eval_dir / "design_space_zoo", args.runs) if args.runs else args.zoo
+    os.environ["NLF_MODEL_ZOO"] = str(zoo.resolve())
+    models = load_manifest(zoo)
     sets = ensure_sets(args.eval_dir, args.quick, args.real)
     cache_path = None if args.fresh else (args.rows_cache or args.eval_dir / ("rows_quick.jsonl" if args.quick else "rows.jsonl"))
     rows = run_grid(models, sets, args.quick, RowCache(cache_path))
     (args.docs / "design_space.json").write_text(json.dumps(rows, indent=1) + "\n")
     figures = plots(rows, args.docs / "images") + sample_tiles(models, sets, args.docs / "images")
-    entries = [{"id": m.id, "precision": m.precision, "variant_of": m.variant_of} for m in models]
+    entries = [
+        {"id": m.id, "family": m.family, "precision": m.precision, "variant_of": m.variant_of, "shipped": m.id in shipped}
+        for m in models
+    ]
     (args.docs / "design_space.md").write_text(markdown(rows, figures, args.quick, entries))
     if models and not args.no_manifest:
         update_manifest(args.zoo, rows)

@@ -469,8 +469,9 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
             f"margin over the best baseline on the robustness hold-out {max(robust.get(k, -np.inf) for k in models):+.2f} dB, "
             f"worst case over all sets and modes {max(m[k] for k in models):+.2f} dB"
         )
-        if len(models) > 1:  # several trained variants of the family (e.g. epsilon/linear vs v/cosine diffusion)
-            per_model = {k: max(r["psnr_log"] for r in mine if r["model"] == k) for k in sorted(models)}
+        trained = sorted({r["model"] for r in mine if r["precision"] == "fp32"})
+        if len(trained) > 1:  # several trained variants of the family (e.g. epsilon/linear vs v/cosine diffusion)
+            per_model = {k: max(r["psnr_log"] for r in mine if r["model"] == k) for k in trained}
             line += "; best per model: " + ", ".join(f"{k} {v:.2f} dB" for k, v in per_model.items())
         plain = [r for r in mine if r.get("sampler") and not r.get("ensemble_k")]
         if plain:

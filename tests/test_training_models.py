@@ -332,3 +332,23 @@ def test_default_models_are_cpu_sized() -> None:
     for family in FAMILIES:
         params = sum(p.numel() for p in build_model({"family": family}).parameters())
         assert 0.5e6 < params < 3e6, (family, params)
+
+
+# ------------------------------------------------------------------------------------------ diagnose
+
+
+def test_x0_error_by_timestep_matches_the_closed_form_for_a_null_model(batch):
+    """An ε model that predicts 0 estimates x_0 = x_t / sqrt(abar): its error is (1 - abar)/abar times the
+    noise variance (before clipping), so it grows with t; the diagnosis must reproduce that."""
+    from training.diagnose import x0_error_by_timestep
+
+    model = build_model({"family": "diffusion", **TINY_UNET, "schedule": "linear", "clip_sample_range": 1e6})
+    model.forward = lambda x_t, t, condition: torch.zeros_like(x_t)
+    big = {k: v.repeat(4, 1, 1, 1) for k, v in batch.items() if k in ("target", "condition", "valid")}
+    errors = x0_error_by_timestep(model, big, [10, 100, 300])
+    for t, error in errors.items():
+        abar = float(model.alphas_cumprod[t])
+        assert error == pytest.approx((1 - abar) / abar, rel=0.15), t
+    assert errors[10] < errors[100] < errors[300]
+    with pytest.raises(ValueError, match="diffusion"):
+        x0_error_by_timestep(tiny("flow_matching"), big, [10])

@@ -254,9 +254,10 @@ def plots(rows: list[dict], images: Path) -> list[str]:
     return made
 
 
-def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path) -> list[str]:
-    """Side-by-side tiles per set: DMSP, reference, truth, the traditional baseline and each fp32 zoo model
-    at its default speed level, on the first scene, log1p colour scale."""
+def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path, rows: list[dict] | None = None) -> list[str]:
+    """Side-by-side tiles per set: DMSP, reference, truth, the traditional baseline and each fp32 model at its
+    default speed level, on the first scene, log1p colour scale. A model without speed levels in its manifest
+    (a design-space model) is shown at the level `update_manifest` would give it from `rows`."""
     import tempfile
 
     import matplotlib
@@ -284,7 +285,14 @@ def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path) -> list[
         with tempfile.TemporaryDirectory() as tmp:
             for model_id in ["baseline", *(m.id for m in shown)]:
                 # each model at its default speed level (the manifest's, as the plugin runs it)
-                prediction = predict_scene(model_id, files, scene, grid, Path(tmp))
+                model = next((m for m in shown if m.id == model_id), None)
+                options = {}
+                if model is not None and not model.speed_levels:
+                    levels = speed_levels(rows or [], model_id)
+                    if levels:
+                        level = levels[default_speed(levels) - 1]
+                        options = {k: level[k] for k in ("sampler", "steps", "strength")}
+                prediction = predict_scene(model_id, files, scene, grid, Path(tmp), **options)
                 panels.append((model_id, prediction, None))
         vmax = float(np.log1p(np.nanpercentile(panels[2][1], 99.5)))
         fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
@@ -461,9 +469,7 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
             continue
         top = max(mine, key=lambda r: r["psnr_log"])
         models = {r["model"] for r in mine}
-        how = "one pass"
-        if top.get("sampler"):
-            how = setting(top)
+        how = setting(top)
         line = (
             f"- **{family}**: best on the synthetic set (with reference) {top['psnr_log']:.2f} dB ({top['model']}, {how}); "
             f"margin over the best baseline on the robustness hold-out {max(robust.get(k, -np.inf) for k in models):+.2f} dB, "
@@ -510,7 +516,7 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
                 )
     if losses:
         text.append(
-            f"Where the zoo loses: even the model with the best worst-case margin, {top}, is beaten on " + "; ".join(losses) + "."
+            f"Where the models lose: even the one with the best worst-case margin, {top}, is beaten on " + "; ".join(losses) + "."
         )
     return "\n".join(text)
 
@@ -558,6 +564,11 @@ def speed_levels(rows: list[dict], model_id: str) -> list[dict]:
     ]
 
 
+def default_speed(levels: list[dict]) -> int:
+    """The slider's starting level: the middle of the measured levels (fastest first: the faster of two middles)."""
+    return max(1, (len(levels) + 1) // 2)
+
+
 def machine_description() -> str:
     import platform
 
@@ -603,7 +614,7 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
         levels = speed_levels(rows, entry["id"])
         if levels:
             entry["speed_levels"] = levels
-            entry["default_speed"] = max(1, (len(levels) + 1) // 2)
+            entry["default_speed"] = default_speed(levels)
         timed = levels[entry["default_speed"] - 1] if levels else None
         if timed is None:  # one-pass models: their own row on the synthetic set with reference
             timed = best(rows, model=entry["id"], set="synthetic", with_reference=True)
@@ -676,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_path = None if args.fresh else (args.rows_cache or args.eval_dir / ("rows_quick.jsonl" if args.quick else "rows.jsonl"))
     rows = run_grid(models, sets, args.quick, RowCache(cache_path))
     (args.docs / "design_space.json").write_text(json.dumps(rows, indent=1) + "\n")
-    figures = plots(rows, args.docs / "images") + sample_tiles(models, sets, args.docs / "images")
+    figures = plots(rows, args.docs / "images") + sample_tiles(models, sets, args.docs / "images", rows)
     entries = [
         {"id": m.id, "family": m.family, "precision": m.precision, "variant_of": m.variant_of, "shipped": m.id in shipped}
         for m in models

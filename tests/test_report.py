@@ -46,6 +46,7 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
     assert "design_space_tiles_synthetic.png" in text
     assert "| flow_variant-fp32 | flow_euler |" in text and "`flow_variant-fp32`" in text
     assert "| normalizing-flow-fp32 | T=0 |" in text  # the flow's temperature sweep
+    assert "## Training curves" in text and "| `unet` | 1000: " in text  # from the committed runs/*/metrics.jsonl
     # a second run reuses the measured rows (keyed by model sha256) instead of measuring again
     rows_file = tmp_path / "eval" / "rows_quick.jsonl"
     measured = rows_file.read_text().count("\n")

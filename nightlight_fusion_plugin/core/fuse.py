@@ -217,6 +217,8 @@ def _fuse_generative(
             "NLF_MODEL_SHA256": entry.zoo.sha256,
         }
     )
+    if entry.family == "normalizing_flow":  # its one knob: the latent's scale
+        result.tags["NLF_TEMPERATURE"] = f"{plan.temperature:g}"
     lattice, extended, offset = prepare_lattice(grid, method.tile)
     tiles = sum(len(row) for row in tile_rows(grid, lattice))
     with ExitStack() as stack:

@@ -65,6 +65,8 @@ def sampling_plan(
     if model.family == "unet":
         return SamplingPlan(None, 1, 1.0, 1)
     if model.family == "normalizing_flow":
+        if not 0.0 <= temperature <= 2.0:
+            raise InputError(f"--temperature must be between 0 and 2 (0.8 is the usual choice), got {temperature}.")
         return SamplingPlan(None, 1, 1.0, 1, temperature)
     level = model.speed(speed) if (sampler is None or steps is None) else None
     name = sampler or (level.sampler if level else samplers_for(model.family)[0])

@@ -39,7 +39,9 @@ grid. <b>EXTENT</b> (optional) restricts the area. <b>MODEL</b>: <code>baseline<
 (Elvidge et al. 2014 intercalibration + DN→radiance calibration fitted to the reference); the other models are
 the bundled ONNX models (<code>python -m nightlight_fusion_plugin models</code> lists them).
 <b>SPEED</b>: the model's speed level, 1 = fastest (sampler and steps measured for each level);
-<b>SAMPLER</b>/<b>STEPS</b> override it. <b>ENSEMBLE</b> averages K samples; <b>UNCERTAINTY</b> (optional output)
+<b>SAMPLER</b>/<b>STEPS</b> override it. <b>TEMPERATURE</b>: normalizing flows only, the scale of their random
+latent (0: no sampling noise, deterministic; 0.8: the default). <b>ENSEMBLE</b> averages K samples;
+<b>UNCERTAINTY</b> (optional output)
 is their standard deviation. <b>DEVICE</b>: auto picks CUDA/DirectML/CoreML when onnxruntime has it, else the CPU;
 the DEVICE output says which ran. <b>MASK</b> (optional polygon layer): only pixels inside its polygons are written,
 the others are nodata; without EXTENT the polygons' extent is the area. <b>THREADS</b>/<b>BATCH_SIZE</b>: CPU threads
@@ -66,6 +68,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     SPEED, SAMPLER, STEPS, ENSEMBLE, DEVICE, UNCERTAINTY = "SPEED", "SAMPLER", "STEPS", "ENSEMBLE", "DEVICE", "UNCERTAINTY"
     SATELLITE, YEAR = "SATELLITE", "YEAR"
     MASK, THREADS, BATCH_SIZE, REPORT = "MASK", "THREADS", "BATCH_SIZE", "REPORT"
+    TEMPERATURE = "TEMPERATURE"
 
     def __init__(self):
         super().__init__()
@@ -131,6 +134,14 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(
                 self.ENSEMBLE, self.tr("Ensemble size K (mean of K samples)"), integer, defaultValue=1, minValue=1, maxValue=64
             ),
+            QgsProcessingParameterNumber(
+                self.TEMPERATURE,
+                self.tr("Normalizing-flow temperature (latent scale; 0 = no sampling noise)"),
+                QgsProcessingParameterNumber.Double,
+                defaultValue=0.8,
+                minValue=0.0,
+                maxValue=2.0,
+            ),
             QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True),
             QgsProcessingParameterNumber(self.YEAR, self.tr("DMSP year"), integer, optional=True, minValue=1992, maxValue=2013),
             QgsProcessingParameterNumber(
@@ -186,6 +197,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         self._sampler = self.parameterAsEnumString(parameters, self.SAMPLER, context) or None
         self._steps = self._optional_int(parameters, self.STEPS, context)
         self._ensemble = self._optional_int(parameters, self.ENSEMBLE, context)
+        self._temperature = 0.8
+        if parameters.get(self.TEMPERATURE) not in (None, ""):
+            self._temperature = self.parameterAsDouble(parameters, self.TEMPERATURE, context)
         self._device = self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
         self._year = self._optional_int(parameters, self.YEAR, context)
@@ -248,6 +262,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             sampler=self._sampler,
             steps=self._steps,
             ensemble=None if (self._uncertainty and (self._ensemble or 1) < 2) else self._ensemble,  # core picks 2
+            temperature=self._temperature,
             uncertainty=self._uncertainty,
             device=self._device,
             threads=self._threads,

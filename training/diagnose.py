@@ -20,6 +20,7 @@ import torch
 
 from .checkpoint import model_from_checkpoint
 from .data.datasets import build_dataset
+from .models.base import masked_mean
 
 TIMESTEPS = [10, 100, 300, 500, 700, 900, 990]
 
@@ -37,7 +38,7 @@ def x0_error_by_timestep(model, batch: dict[str, torch.Tensor], timesteps: list[
             tt = torch.full((x0.shape[0],), int(t))
             x_t = model.q_sample(x0, tt, torch.randn(x0.shape, generator=generator))
             estimate, _ = model._split(model(x_t, tt.float(), condition).float(), x_t, model._abar(tt))
-            errors[int(t)] = float(((estimate.clamp(-r, r) - x0).square() * valid).sum() / valid.sum().clamp(min=1))
+            errors[int(t)] = float(masked_mean((estimate.clamp(-r, r) - x0).square(), valid))
     return errors
 
 
@@ -61,10 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.run}: {model.config.prediction}, {model.config.schedule} schedule; x_0 MSE in model space")
     for t, error in x0_error_by_timestep(model, batch, args.timesteps, args.seed).items():
         print(f"  one step from t = {t:4d}: {error:.4f}")
-    valid = batch["valid"].float()
     for steps in args.sample_steps:
         sample = model.sample(batch["condition"].float(), generator=torch.Generator().manual_seed(args.seed), steps=steps)
-        error = float(((sample - batch["target"]).square() * valid).sum() / valid.sum().clamp(min=1))
+        error = float(masked_mean((sample - batch["target"]).square(), batch["valid"].float()))
         print(f"  DDIM sample, {steps} steps from pure noise: {error:.4f}")
     return 0
 

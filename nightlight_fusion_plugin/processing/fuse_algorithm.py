@@ -197,9 +197,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         self._sampler = self.parameterAsEnumString(parameters, self.SAMPLER, context) or None
         self._steps = self._optional_int(parameters, self.STEPS, context)
         self._ensemble = self._optional_int(parameters, self.ENSEMBLE, context)
-        self._temperature = 0.8
-        if parameters.get(self.TEMPERATURE) not in (None, ""):
-            self._temperature = self.parameterAsDouble(parameters, self.TEMPERATURE, context)
+        self._temperature = self.parameterAsDouble(parameters, self.TEMPERATURE, context)  # its default when absent
         self._device = self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
         self._year = self._optional_int(parameters, self.YEAR, context)

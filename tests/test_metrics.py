@@ -42,3 +42,31 @@ def test_saturated_core_errors_and_nodata():
     scores = all_metrics(p, t, saturated=mask)
     assert scores["pixels"] == t.size - t.shape[1] and scores["saturated_pixels"] == 100
     assert np.isfinite(scores["saturated_rmse"]) and np.isfinite(scores["ssim_log"])
+
+
+def test_bright_errors_catch_squashed_cores():
+    p, t = _pair(4, (100, 100))
+    squashed = t.copy()
+    top = t >= np.quantile(t, 0.99)
+    squashed[top] *= 0.5  # the brightest 1 % at half their light, the rest exact
+    from nightlight_fusion_plugin.core.metrics import bright_errors
+
+    errors = bright_errors(squashed, t)
+    assert errors["bright_sum_error"] == pytest.approx(-0.5, abs=1e-6)
+    assert bright_errors(t, t)["bright_sum_error"] == 0.0
+
+
+def test_pooled_metrics_weigh_scenes_by_their_light():
+    from nightlight_fusion_plugin.core.metrics import pooled_metrics
+
+    bright = np.full((10, 10), 100.0)
+    dark = np.full((10, 10), 0.01)
+    # the dark scene is 5x too bright: a mean of per-scene ratios says +200 %, the region's map is 0.04 % off
+    prediction = np.concatenate([bright.ravel(), (5 * dark).ravel()])
+    truth = np.concatenate([bright.ravel(), dark.ravel()])
+    per_scene = np.mean([all_metrics(bright, bright)["sum_of_lights_error"], all_metrics(5 * dark, dark)["sum_of_lights_error"]])
+    pooled = pooled_metrics(prediction, truth)
+    assert per_scene == pytest.approx(2.0)
+    assert pooled["sum_of_lights_error"] == pytest.approx(0.04 / 100.01, rel=1e-6)
+    prediction[3] = np.nan  # nodata is left out, not counted as dark
+    assert pooled_metrics(prediction, truth)["pixels"] == truth.size - 1

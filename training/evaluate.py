@@ -29,9 +29,9 @@ from rasterio.windows import Window
 
 from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
 from nightlight_fusion_plugin.core.grids import AlignedReader, Grid, inspect_raster
-from nightlight_fusion_plugin.core.metrics import all_metrics
+from nightlight_fusion_plugin.core.metrics import all_metrics, pooled_metrics
 
-BASELINES = ("baseline", "persistence", "bicubic")
+BASELINES = ("baseline", "persistence", "bicubic", "reference-change")
 
 
 def read_on(path: str, grid: Grid, resampling: Resampling = Resampling.bilinear) -> np.ndarray:
@@ -137,6 +137,7 @@ def evaluate(
     manifest = json.loads((data_dir / "manifest.json").read_text())
     scenes = manifest["scenes"][:limit] if limit else manifest["scenes"]
     rows, seconds, megapixels = [], 0.0, 0.0
+    pooled_prediction, pooled_truth = [], []
     extra = {} if temperature is None else {"temperature": temperature}  # else the engine's default (0.8)
     with model_zoo_for(model) as model_id, tempfile.TemporaryDirectory() as tmp:
         for scene in scenes:
@@ -164,8 +165,14 @@ def evaluate(
             seconds += time.perf_counter() - started
             megapixels += grid.width * grid.height / 1e6
             rows.append(all_metrics(prediction, truth, saturated))
+            pooled_prediction.append(prediction.ravel())
+            pooled_truth.append(truth.ravel())
     keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
     summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
+    # The whole set as one area: what a user's map of the region would score (sum of lights, bright cores).
+    pooled = pooled_metrics(np.concatenate(pooled_prediction), np.concatenate(pooled_truth)) if rows else {}
+    summary.update({f"set_{k}": float(v) for k, v in pooled.items() if k != "pixels"})
+    summary["set_pixels"] = int(pooled.get("pixels", 0))
     return {
         "model": model,
         "data": str(data_dir),

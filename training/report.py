@@ -19,6 +19,17 @@ from typing import Any
 import numpy as np
 
 from .evaluate import evaluate
+from .real_report import (
+    QUICK_REAL_SETS,
+    REAL_BASELINES_WITH_REFERENCE,
+    REAL_BASELINES_WITHOUT_REFERENCE,
+    REAL_SETS,
+    choose_real_default,
+    int8_gate,
+    is_real,
+    real_markdown,
+    real_rows,
+)
 
 SETS = {
     "synthetic": ("pairs", ["--count", "12", "--size", "128", "--seed", "9000"]),
@@ -47,6 +58,13 @@ def ensure_sets(eval_dir: Path, quick: bool, real_dir: Path | None) -> dict[str,
     from .simulate.__main__ import main as simulate
 
     sets = {}
+    if real_dir is not None and (real_dir / "sudan_blackmarble").is_dir() and (real_dir / "mumbai").is_dir():
+        for name, args in (QUICK_REAL_SETS if quick else REAL_SETS).items():  # real imagery first: it judges
+            out = eval_dir / name
+            if not (out / "manifest.json").exists():
+                if simulate(["real-temporal", "--out", str(out), "--real", str(real_dir), *args]) != 0:
+                    raise RuntimeError(f"could not make the {name} evaluation set")
+            sets[name] = out
     for name, (command, args) in (QUICK_SETS if quick else SETS).items():
         out = eval_dir / name
         if not (out / "manifest.json").exists():
@@ -121,10 +139,21 @@ class RowCache:
         return self.rows[key]
 
 
-def run_grid(zoo_models: list, sets: dict[str, Path], quick: bool, cache: RowCache | None = None) -> list[dict[str, Any]]:
+def run_grid(
+    zoo_models: list,
+    sets: dict[str, Path],
+    quick: bool,
+    cache: RowCache | None = None,
+    real_models: set[str] | None = None,
+) -> list[dict[str, Any]]:
     """Baselines and every zoo model on every set, with and without reference. The full sampler × NFE sweep,
     ensembles and int8 speed levels run on the synthetic set with reference; elsewhere each model is measured
-    at KEY_NFE plain and the middle STAGED_NFE budget staged (what the targets and the margins need)."""
+    at KEY_NFE plain and the middle STAGED_NFE budget staged (what the targets and the margins need). On the
+    real-temporal sets only `real_models` (the shipped ones and their fp32 twins) are measured, against
+    persistence and reference-change too."""
+    from nightlight_fusion_plugin.core.models import available_models
+
+    runnable = {m.id for m in available_models()} | {"persistence", "bicubic"}
     rows = []
     limit = 2 if quick else SCENES
     cache = cache or RowCache(None)
@@ -140,7 +169,11 @@ def run_grid(zoo_models: list, sets: dict[str, Path], quick: bool, cache: RowCac
     for set_name, data in sets.items():
         for reference in (True, False):
             sweep = set_name == "synthetic" and reference
-            for baseline in ("baseline", "bicubic") + (("persistence",) if reference else ()):
+            if is_real(set_name):
+                baselines = REAL_BASELINES_WITH_REFERENCE if reference else REAL_BASELINES_WITHOUT_REFERENCE
+            else:
+                baselines = ("baseline", "bicubic") + (("persistence",) if reference else ())
+            for baseline in (b for b in baselines if b in runnable):
                 add(
                     measure(baseline, baseline, data, with_reference=reference),
                     set=set_name,
@@ -150,6 +183,8 @@ def run_grid(zoo_models: list, sets: dict[str, Path], quick: bool, cache: RowCac
                     nfe=0,
                 )
             for model in zoo_models:
+                if is_real(set_name) and real_models is not None and model.id not in real_models:
+                    continue
                 common = dict(set=set_name, family=model.family, precision=model.precision)
                 mkey = model.sha256
                 if model.family in ("unet", "normalizing_flow"):
@@ -336,7 +371,7 @@ def target_rows(rows: list[dict], entries: list[dict] | None = None) -> list[tup
     """(target, where, measured, met) for each target of the design-space issue."""
     out = []
     m = default_margins(rows)
-    default = choose_default(m, entries or []) if m else None
+    default = report_default(rows, entries or [])[0] if m else None
     label = f"default ({default})"
     if m and default is None:  # no default: judge the model with the largest worst-case margin instead
         default = max(m, key=m.get)
@@ -407,14 +442,16 @@ def markdown(
         "them: compare times within a table, and see `make bench` for timings on an idle machine.",
         "",
     ]
+    lines += real_markdown(rows, entries or [], setting)
+    lines += ["## Simulated and semi-real sets", ""]
     keys = ["psnr_log", "ssim_log", "rmse", "r2", "sum_of_lights_error", "saturated_rmse", "seconds_per_megapixel"]
-    for set_name in sorted({r["set"] for r in rows}):
+    for set_name in sorted({r["set"] for r in rows if not is_real(r["set"])}):
         for reference in (True, False):
             chosen = [r for r in rows if r["set"] == set_name and r["with_reference"] == reference]
             if not chosen:
                 continue
             lines += [
-                f"## {set_name} — {'with' if reference else 'without'} reference",
+                f"### {set_name} — {'with' if reference else 'without'} reference",
                 "",
                 "| model | sampler | NFE | K | " + " | ".join(keys) + " |",
                 "|" + "---|" * (4 + len(keys)),
@@ -546,8 +583,18 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
                 "setting within 0.3 dB of its best"
             )
         text.append(line + ".")
-    default = choose_default(robust, entries)
-    if default:
+    default, real_choice = report_default(rows, entries)
+    if real_choice:
+        text.append(
+            f"\nThe plugin's default is **{default}** ({setting(real_choice['row'])}), decided on the real-temporal sets: "
+            f"the largest worst-case margin over the best baseline there ({real_choice['worst_margin_db']:+.2f} dB)."
+        )
+    elif real_rows(rows):
+        text.append(
+            "\nNo shipped model beats the best baseline on every real-temporal set and mode, so the traditional method "
+            "stays the plugin's default and the zoo models are options."
+        )
+    elif default:
         text.append(
             f"\nThe plugin's default is **{default}**, the largest margin on the robustness hold-out "
             f"({robust[default]:+.2f} dB"
@@ -660,16 +707,53 @@ def choose_default(m: dict[str, float], entries: list[dict]) -> str | None:
     return top
 
 
+def report_default(rows: list[dict], entries: list[dict]) -> tuple[str | None, dict | None]:
+    """The default model id (None: the traditional method), decided on the real-temporal sets when they were
+    measured (with the chosen setting), else by the margin on the robustness hold-out."""
+    if real_rows(rows):
+        choice = choose_real_default(rows, entries)
+        return (choice["model"] if choice else None), choice
+    robust = default_margins(rows)
+    return (choose_default(robust, entries) if robust else None), None
+
+
+def drop_failing_int8(zoo: Path, manifest: dict, rows: list[dict]) -> list[str]:
+    """Remove from the zoo every int8 model that fails the real-imagery gate (its file too): it would ship a
+    brightness loss that its fp32 model does not have."""
+    gates = int8_gate(rows, manifest["models"])
+    failing = [k for k, g in gates.items() if not g["passes"]]
+    for entry in [e for e in manifest["models"] if e["id"] in failing]:
+        manifest["models"].remove(entry)
+        for key in ("file", "card"):
+            if entry.get(key) and (zoo / entry[key]).exists():
+                (zoo / entry[key]).unlink()
+        print(f"removed {entry['id']} from {zoo}: {gates[entry['id']]}", file=sys.stderr)
+    for entry in manifest["models"]:
+        if entry["id"] in gates:
+            entry["real_imagery_int8_gate"] = gates[entry["id"]]
+    return failing
+
+
 def update_manifest(zoo: Path, rows: list[dict]) -> None:
     path = zoo / "manifest.json"
     manifest = json.loads(path.read_text())
+    drop_failing_int8(zoo, manifest, rows)
     m, robust = margins(rows), default_margins(rows)
-    default = choose_default(robust, manifest["models"])
+    default, real_choice = report_default(rows, manifest["models"])
     for entry in manifest["models"]:
         levels = speed_levels(rows, entry["id"])
         if levels:
             entry["speed_levels"] = levels
             entry["default_speed"] = default_speed(levels)
+            if real_choice and entry["id"] == default:  # the slider starts at the setting chosen on real imagery
+                chosen = real_choice["row"]
+                for level in levels:
+                    if (level["sampler"], level["steps"], level["strength"]) == (
+                        chosen.get("sampler"),
+                        chosen.get("steps"),
+                        chosen.get("strength") or 1.0,
+                    ):
+                        entry["default_speed"] = level["level"]
         timed = levels[entry["default_speed"] - 1] if levels else None
         if timed is None:  # one-pass models: their own row on the synthetic set with reference
             timed = best(rows, model=entry["id"], set="synthetic", with_reference=True)
@@ -682,7 +766,9 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
             }
         entry["metrics"] = {
             f"{r['set']}_{'ref' if r['with_reference'] else 'noref'}": {
-                k: round(r[k], 4) for k in ("psnr_log", "ssim_log", "rmse", "r2") if k in r
+                k: round(r[k], 4)
+                for k in ("psnr_log", "ssim_log", "rmse", "r2", "set_sum_of_lights_error", "set_bright_sum_error", "set_r2")
+                if k in r
             }
             for r in rows
             if r["model"] == entry["id"]
@@ -705,6 +791,16 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
             if r["model"] == entry["id"]
         ]
         entry["default"] = entry["id"] == default
+        if real_choice and entry["id"] == default:
+            entry["default_setting"] = {
+                "sampler": real_choice["row"].get("sampler"),
+                "steps": real_choice["row"].get("steps"),
+                "strength": real_choice["row"].get("strength") or 1.0,
+                "real_temporal_worst_margin_db": round(real_choice["worst_margin_db"], 3),
+                "decided_on": "real-temporal sets (make report)",
+            }
+        else:
+            entry.pop("default_setting", None)
         entry["margin_over_best_baseline_db"] = round(robust.get(entry["id"], float("nan")), 3)  # robustness hold-out
         entry["worst_case_margin_db"] = round(m.get(entry["id"], float("nan")), 3)  # all sets and modes
     path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -728,6 +824,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fresh", action="store_true", help="ignore the rows cache and measure everything again")
     parser.add_argument(
+        "--only-real",
+        action="store_true",
+        help="measure only the real-temporal sets; keep the simulated sets' rows committed in DOCS/design_space.json "
+        "(for the models still in the zoo) instead of measuring them again",
+    )
+    parser.add_argument(
         "--runs",
         type=Path,
         nargs="*",
@@ -743,9 +845,20 @@ def main(argv: list[str] | None = None) -> int:
     models = load_manifest(zoo)
     sets = ensure_sets(args.eval_dir, args.quick, args.real)
     cache_path = None if args.fresh else (args.rows_cache or args.eval_dir / ("rows_quick.jsonl" if args.quick else "rows.jsonl"))
-    rows = run_grid(models, sets, args.quick, RowCache(cache_path))
+    # Real imagery judges the shipped models (and the fp32 twins of shipped int8 models), not design-space runs.
+    real_models = shipped | {m.variant_of for m in models if m.id in shipped and m.variant_of}
+    kept: list[dict] = []
+    if args.only_real:
+        known = {m.id for m in models}
+        previous = json.loads((args.docs / "design_space.json").read_text())
+        kept = [r for r in previous if not is_real(r["set"]) and (r["family"] == "baseline" or r["model"] in known)]
+        sets = {k: v for k, v in sets.items() if is_real(k)}
+    rows = kept + run_grid(models, sets, args.quick, RowCache(cache_path), real_models)
     (args.docs / "design_space.json").write_text(json.dumps(rows, indent=1) + "\n")
     figures = plots(rows, args.docs / "images") + sample_tiles(models, sets, args.docs / "images", rows)
+    for name in sorted({r["set"] for r in kept}):  # tiles of the kept sets, made when they were measured
+        if (args.docs / "images" / f"design_space_tiles_{name}.png").exists():
+            figures.append(f"images/design_space_tiles_{name}.png")
     entries = [
         {"id": m.id, "family": m.family, "precision": m.precision, "variant_of": m.variant_of, "shipped": m.id in shipped}
         for m in models

@@ -39,6 +39,32 @@ def sum_of_lights_error(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float((np.sum(prediction, dtype=np.float64) - total) / total) if total else float("nan")
 
 
+BRIGHT_FRACTION = 0.01
+
+
+def bright_errors(prediction: np.ndarray, truth: np.ndarray, fraction: float = BRIGHT_FRACTION) -> dict[str, float]:
+    """Errors on the brightest `fraction` of truth pixels (city cores, flares), where a squashed output shows
+    first: the relative error of their total light and the PSNR of their log radiance."""
+    p, t = np.asarray(prediction, np.float64).ravel(), np.asarray(truth, np.float64).ravel()
+    count = max(1, int(round(fraction * t.size)))
+    top = np.argpartition(t, t.size - count)[t.size - count :]
+    return {"bright_sum_error": sum_of_lights_error(p[top], t[top]), "bright_psnr_log": psnr_log(p[top], t[top])}
+
+
+def pooled_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Metrics of a whole set at once (valid pixels of all scenes concatenated): a dark scene's tiny total
+    cannot dominate the sum-of-lights error as it would in a mean of per-scene ratios."""
+    ok = np.isfinite(prediction) & np.isfinite(truth)
+    p, t = np.asarray(prediction, np.float64)[ok], np.asarray(truth, np.float64)[ok]
+    return {
+        "pixels": int(ok.sum()),
+        "psnr_log": psnr_log(p, t),
+        "r2": r2(p, t),
+        "sum_of_lights_error": sum_of_lights_error(p, t),
+        **bright_errors(p, t),
+    }
+
+
 def all_metrics(prediction: np.ndarray, truth: np.ndarray, saturated: np.ndarray | None = None) -> dict[str, float]:
     """Metrics over the pixels valid in both arrays; with a saturated-DMSP mask, also the errors inside the
     saturated cores (where DMSP carries no information)."""
@@ -50,6 +76,7 @@ def all_metrics(prediction: np.ndarray, truth: np.ndarray, saturated: np.ndarray
         "rmse": rmse(p, t),
         "r2": r2(p, t),
         "sum_of_lights_error": sum_of_lights_error(p, t),
+        **bright_errors(p, t),
     }
     if np.ndim(prediction) == 2 and np.ndim(truth) == 2:
         scores["ssim_log"] = ssim_log(prediction, truth)

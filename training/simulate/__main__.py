@@ -1,4 +1,4 @@
-"""python -m training.simulate {pairs,dmsp,calibrate,figure} — see docs/training_data.md."""
+"""python -m training.simulate {pairs,greece,real-temporal,dmsp,calibrate,figure} — see docs/training_data.md."""
 
 from __future__ import annotations
 
@@ -29,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("real-temporal", help="evaluation scenes with real truth and real reference of another date")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--real", type=Path, default=DEFAULT_REAL)
+    p.add_argument("--region", required=True, choices=["sudan", "mumbai"])
+    p.add_argument("--gap", type=int, help="mumbai: years between truth and reference (1, 3, 5 or 9)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
     p = sub.add_parser("dmsp", help="DMSP-like DN from a VIIRS radiance raster (30″ EPSG:4326 output)")
     p.add_argument("--viirs", required=True)
     p.add_argument("--output", required=True)
@@ -57,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             from .greece import write_greece_holdout
 
             print(write_greece_holdout(args.real, args.out, args.size, args.seed, args.overwrite))
+        elif args.command == "real-temporal":
+            from .real_temporal import write_real_temporal
+
+            print(write_real_temporal(args.real, args.out, args.region, args.gap, args.seed, args.overwrite))
         elif args.command == "dmsp":
             from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
 

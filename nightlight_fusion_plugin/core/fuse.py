@@ -22,7 +22,7 @@ from .errors import CancelledError, InputError
 from .grids import AlignedReader, Bounds, Grid, MeanReader, RasterInfo, inspect_raster, output_grid, value_range
 from .intercalibration import DN_SATURATED, intercalibration_for, parse_satellite_year
 from .mask import load_mask
-from .models import model_entry
+from .models import REFERENCE_CHANGE, model_entry
 from .output import RasterWriter, check_output_path
 
 ProgressCallback = Callable[[float, str], None]
@@ -146,7 +146,11 @@ def fuse(
     # GDAL's block cache defaults to 5 % of RAM and fills with every block read: cap it so that memory does
     # not grow with the area (reads are windowed; nothing needs more than a few bands of blocks).
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        if entry.zoo is None:
+        if viirs is not None:
+            _note_reference_disagreement(dmsp, viirs, grid, intercal, result)
+        if entry.id == REFERENCE_CHANGE:
+            _fuse_reference_change(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask)
+        elif entry.zoo is None:
             _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask)
         else:
             _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask)
@@ -184,6 +188,27 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
             writer.finish()
     result.notes.extend(method.notes)
     result.notes.append(f"Calibration: {method.curve.describe()}")
+
+
+def _note_reference_disagreement(dmsp, viirs, grid, intercal, result) -> None:
+    """Tag how well the reference explains the DMSP (any model); a note when it hardly does (bad input)."""
+    from .reference_change import CORRELATION_NOTE_BELOW, correlation_note, reference_dmsp_correlation
+
+    r = reference_dmsp_correlation(dmsp, viirs, grid, intercal)
+    result.tags["NLF_REFERENCE_DMSP_CORRELATION"] = "not measured (too few or uniform pixels)" if r is None else f"{r:.3f}"
+    if r is not None and r < CORRELATION_NOTE_BELOW:
+        result.notes.append(correlation_note(r))
+
+
+def _fuse_reference_change(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask=None) -> None:
+    from .reference_change import run_reference_change
+
+    def writer(tags: dict[str, str]) -> RasterWriter:
+        result.tags.update(tags)
+        return RasterWriter(output, grid, result.tags, "VIIRS-like radiance (nW/cm2/sr)")
+
+    method = run_reference_change(request, dmsp, viirs, grid, intercal, writer, report, check_cancel, mask)
+    result.notes.extend(method.notes)
 
 
 def _fuse_generative(

@@ -36,10 +36,19 @@ BASELINE_SUMMARY = (
 )
 
 
+REFERENCE_CHANGE = "reference-change"
+REFERENCE_CHANGE_SUMMARY = (
+    "The VIIRS reference scaled by the change the DMSP sees (DMSP vs the reference simulated to DMSP); "
+    "STARFM-like, needs a reference. Deterministic, no learned weights."
+)
+
+
 def available_models() -> list[ModelEntry]:
     zoo = load_manifest()
     has_default = any(m.default for m in zoo)
     entries = [ModelEntry("baseline", "traditional", "fp32", BASELINE_SUMMARY, default=not has_default)]
+    # Always there like the baseline, never the default: it cannot run without a reference.
+    entries.append(ModelEntry(REFERENCE_CHANGE, "traditional", "fp32", REFERENCE_CHANGE_SUMMARY))
     entries += [ModelEntry(m.id, m.family, m.precision, m.summary, m.default, m.variant_of, m) for m in zoo]
     return entries
 

@@ -137,3 +137,13 @@ def test_manifest_default_agrees_with_the_report():
     default, _ = report_default(rows, manifest["models"])
     shipped_default = next((m["id"] for m in manifest["models"] if m.get("default")), None)
     assert shipped_default == default
+
+
+def test_int8_without_variant_of_is_gated_against_its_fp32_export_by_name():
+    rows = [dict(r, model=r["model"].replace("fast", "flow")) for r in _rows()]
+    entries = [{"id": "flow-int8", "precision": "int8"}]  # shipped without its fp32 file
+    assert int8_gate(rows, entries)["flow-int8"]["fp32_twin"] == "flow-fp32"
+    alone = [r for r in rows if r["model"] != "flow"]  # no fp32 twin measured: it cannot pass
+    gate = int8_gate(alone, entries)["flow-int8"]
+    assert gate["passes"] is False and gate["max_psnr_loss_db"] is None
+    assert choose_real_default(alone, entries) is None

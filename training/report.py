@@ -25,6 +25,7 @@ from .real_report import (
     REAL_BASELINES_WITHOUT_REFERENCE,
     REAL_SETS,
     choose_real_default,
+    fp32_twin,
     int8_gate,
     is_real,
     real_markdown,
@@ -846,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = ensure_sets(args.eval_dir, args.quick, args.real)
     cache_path = None if args.fresh else (args.rows_cache or args.eval_dir / ("rows_quick.jsonl" if args.quick else "rows.jsonl"))
     # Real imagery judges the shipped models (and the fp32 twins of shipped int8 models), not design-space runs.
-    real_models = shipped | {m.variant_of for m in models if m.id in shipped and m.variant_of}
+    real_models = shipped | {fp32_twin(m.__dict__) for m in models if m.id in shipped} - {None}
     kept: list[dict] = []
     if args.only_real:
         known = {m.id for m in models}

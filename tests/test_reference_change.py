@@ -199,3 +199,18 @@ def test_real_pairs_agree_and_a_shifted_reference_does_not(real_data, tmp_path):
     result = _run(dmsp, shifted, tmp_path / "shifted_out.tif", model="baseline")
     assert float(result.tags[TAG_R]) < CORRELATION_NOTE_BELOW
     assert any("disagrees strongly" in n for n in result.notes)
+
+
+def test_through_processing_with_the_model_parameter(qgis_processing, sample, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+    from qgis_helpers import register_provider
+
+    register_provider()
+    out = tmp_path / "fused.tif"
+    params = {"DMSP": str(sample["dmsp"]), "VIIRS": str(sample["reference"]), "MODEL": MODEL, "OUTPUT": str(out)}
+    processing.run("nightlightfusion:fuse", params, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    assert _read(out)[1]["NLF_METHOD"] == MODEL
+    params = {"DMSP": str(sample["dmsp"]), "MODEL": MODEL, "OUTPUT": str(tmp_path / "none.tif")}
+    with pytest.raises(QgsProcessingException, match="needs a VIIRS reference"):
+        processing.run("nightlightfusion:fuse", params, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())

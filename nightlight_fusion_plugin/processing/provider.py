@@ -5,6 +5,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .fuse_algorithm import FuseAlgorithm
 from .intercalibrate_algorithm import IntercalibrateAlgorithm
+from .series_algorithm import SeriesAlgorithm
 from .simulate_dmsp_algorithm import SimulateDmspAlgorithm
 
 ICON = Path(__file__).resolve().parent.parent / "icon.svg"
@@ -27,3 +28,4 @@ class NightlightFusionProvider(QgsProcessingProvider):
         self.addAlgorithm(FuseAlgorithm())
         self.addAlgorithm(IntercalibrateAlgorithm())
         self.addAlgorithm(SimulateDmspAlgorithm())
+        self.addAlgorithm(SeriesAlgorithm())

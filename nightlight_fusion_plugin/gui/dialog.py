@@ -64,9 +64,11 @@ class FuseDialog(QDialog):
         self.advanced_panel = AdvancedPanel(self)
         self.run_panel = RunPanel(iface, self.message_bar, self)
         layout = QVBoxLayout(self)
-        panels = (self.inputs_panel, self.area_panel, self.model_panel, self.advanced_panel, self.run_panel)
-        for widget in (self.message_bar, self.no_layers_label, *panels):
+        for widget in (self.message_bar, self.no_layers_label, self.inputs_panel, self.area_panel, self.model_panel):
             layout.addWidget(widget)
+        layout.addWidget(self.advanced_panel)
+        layout.addStretch(1)  # with Advanced collapsed the spare height goes here, not into the group boxes
+        layout.addWidget(self.run_panel)
 
         self.inputs_panel.changed.connect(self._update_state)
         self.inputs_panel.satellite_year_guessed.connect(self.advanced_panel.set_satellite_year)

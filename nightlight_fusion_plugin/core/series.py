@@ -10,12 +10,12 @@ How the series is made consistent in time:
 - all inputs are warped onto the grid of the earliest reference (DMSP bilinear, VIIRS nearest), so inputs on
   other grids or CRSs are allowed;
 - temporal step (on unless `temporal_smoothing=False`): satellite gain differences are whole-scene factors,
-  so each DMSP year's map is divided by one robust gain, fitted jointly on a sample of lit pixels: the gain
-  of year y is exp(median over pixels of log(x_y) - s_y), s the running median of 3 years of each pixel's
-  log-radiance series (gains removed, Tukey's end-point rule), iterated; real VIIRS years are trusted (gain
-  1) and anchor the level; without them the DMSP gains are normalised to a geometric mean of 1. A median of
-  3 keeps monotone trends, so only year-to-year jumps that neighbours do not share are taken out; pixel
-  detail is not smoothed.
+  so each DMSP year's map is divided by one robust gain, fitted on a sample of pixels lit in every year: the
+  scene's log level of year y is the median over pixels of log x_y minus the pixel's mean over the years, and
+  the gain is that level minus its robust local trend (Theil–Sen line over ±2 years). Real VIIRS years are
+  trusted (gain 1) and anchor the level; without them the DMSP gains are normalised to a geometric mean of 1.
+  A local line keeps real trends, so only year-to-year jumps that the neighbours do not share are taken out;
+  pixel detail is not smoothed.
 
 The report (`series.json` next to the output, also returned) gives per series: the sum of lights of every
 band (over pixels valid in all bands), the year-to-year ratios, the step at the DMSP→VIIRS seam (last DMSP
@@ -151,40 +151,34 @@ def nearest_reference(year: int, references: list[tuple[str, int]]) -> str | Non
     return min(references, key=lambda item: (abs(item[1] - year), item[1]))[0]
 
 
-def running_median3(series: np.ndarray) -> np.ndarray:
-    """Running median of 3 along the last axis; the ends by Tukey's rule median(x0, x1, 3x1 - 2x2)."""
-    x = np.asarray(series, np.float64)
-    n = x.shape[-1]
-    if n < 3:
-        return np.nanmean(x, axis=-1, keepdims=True).repeat(n, axis=-1) if n == 2 else x.copy()
-    out = x.copy()
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out[..., 1:-1] = np.nanmedian(np.stack([x[..., :-2], x[..., 1:-1], x[..., 2:]]), axis=0)
-            out[..., 0] = np.nanmedian(np.stack([x[..., 0], x[..., 1], 3 * x[..., 1] - 2 * x[..., 2]]), axis=0)
-            out[..., -1] = np.nanmedian(np.stack([x[..., -1], x[..., -2], 3 * x[..., -2] - 2 * x[..., -3]]), axis=0)
+def local_trend(t: np.ndarray, level: np.ndarray, half_window: float = 2.0) -> np.ndarray:
+    """Robust local line through a short series: at each year, the Theil–Sen line (median of pairwise slopes)
+    of the points within ±half_window years, evaluated there. A straight piece keeps real trends; the medians
+    ignore the one or two years whose satellite gain is off."""
+    out = np.empty_like(level, dtype=np.float64)
+    for i, ti in enumerate(t):
+        near = np.flatnonzero(np.abs(t - ti) <= half_window)
+        if near.size < 3:  # too short a window: widen to the three nearest years
+            near = np.argsort(np.abs(t - ti), kind="stable")[:3]
+        tt, yy = t[near], level[near]
+        slopes = [(yy[b] - yy[a]) / (tt[b] - tt[a]) for a in range(len(tt)) for b in range(a + 1, len(tt)) if tt[b] != tt[a]]
+        slope = float(np.median(slopes)) if slopes else 0.0
+        out[i] = float(np.median(yy - slope * (tt - ti)))
     return out
 
 
-def fit_year_gains(log_values: np.ndarray, fixed: np.ndarray, iterations: int = 5) -> np.ndarray:
-    """Per-year log gains [Y] from a [N, Y] sample of log radiance (NaN: unlit/invalid); `fixed` years keep 0."""
+def fit_year_gains(log_values: np.ndarray, t: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Per-year log gains [Y] from a [N, Y] sample of log radiance of pixels lit in every year: the scene's
+    level in year y is the median over pixels of log x_y minus the pixel's mean over the years; the gain is
+    that level minus its robust local trend. `fixed` years (real VIIRS) keep gain 0 and so anchor the level;
+    without any, the gains are centred (geometric mean 1)."""
     gains = np.zeros(log_values.shape[1])
-    if log_values.shape[1] < 2 or log_values.shape[0] == 0:
+    if log_values.shape[1] < 3 or log_values.shape[0] == 0:
         return gains
-    import warnings
-
-    for _ in range(iterations):
-        smooth = running_median3(log_values - gains)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            step = np.nanmedian(log_values - gains - smooth, axis=0)
-        step = np.where(np.isfinite(step), step, 0.0)
-        gains = np.where(fixed, 0.0, gains + step)
-        if not fixed.any():
-            gains = gains - gains.mean()  # no real VIIRS year to anchor to: keep the overall level
+    level = np.median(log_values - log_values.mean(axis=1, keepdims=True), axis=0)
+    gains = np.where(fixed, 0.0, level - local_trend(np.asarray(t, np.float64), level))
+    if not fixed.any():
+        gains = gains - gains.mean()
     return gains
 
 
@@ -367,14 +361,16 @@ def run_series(
                     idx = rng.choice(idx, size=max(1, int(round(idx.size * keep))), replace=False)
                 samples.append(np.log(stack_[idx]))
             sample = np.concatenate(samples) if samples else np.empty((0, len(labels)))
-            gains = fit_year_gains(sample, fixed)
+            gains = fit_year_gains(sample, np.array(dmsp_years + [y for _, y in viirs_bands], np.float64), fixed)
             if sample.shape[0] == 0:
                 notes.append(f"Temporal step skipped: no pixel is lit (> {LIT} nW/cm²/sr) in every year.")
         factors = np.exp(-gains)
 
         tags = {
             "NLF_SERIES_YEARS": ",".join(labels),
-            "NLF_SERIES_TEMPORAL": "year-gain fit (running median of 3, log)" if request.temporal_smoothing else "none",
+            "NLF_SERIES_TEMPORAL": "year-gain fit (scene log level vs its local Theil-Sen trend)"
+            if request.temporal_smoothing
+            else "none",
             "NLF_SERIES_GAINS": ",".join(f"{np.exp(g):.4f}" for g in gains),
             "NLF_SEED": str(request.seed),
             "NLF_METHOD": request.model or "default",

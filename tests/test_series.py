@@ -1,0 +1,166 @@
+"""`series` (core/series.py, CLI, Processing): one map per year on one grid, temporal step, report, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from nightlight_fusion_plugin.cli import main
+from nightlight_fusion_plugin.core.errors import FusionError
+from nightlight_fusion_plugin.core.series import SeriesRequest, fit_year_gains, local_trend, run_series
+
+SAMPLE = Path(__file__).resolve().parent.parent / "nightlight_fusion_plugin" / "sample_data"
+
+
+@pytest.fixture
+def years(tmp_path) -> dict[str, Path]:
+    """The sample's DMSP as three satellite-years (two of them in 2005) and its reference named by year."""
+    out = {}
+    for name in ("F14_2003", "F15_2005", "F16_2005"):
+        out[name] = tmp_path / f"{name}.tif"
+        shutil.copy(SAMPLE / "dmsp_F15_2005_sample.tif", out[name])
+    out["viirs"] = tmp_path / "viirs_2015.tif"
+    shutil.copy(SAMPLE / "viirs_2015_reference_sample.tif", out["viirs"])
+    return out
+
+
+def test_local_trend_follows_a_line_and_ignores_one_off_year():
+    t = np.arange(2000.0, 2008.0)
+    line = 0.1 * (t - 2000)
+    assert np.allclose(local_trend(t, line), line)
+    bumped = line.copy()
+    bumped[3] += 0.5
+    assert np.allclose(local_trend(t, bumped)[3], line[3], atol=0.06)
+
+
+def test_year_gains_cut_the_satellite_gain_error_and_real_viirs_years_anchor_them():
+    rng = np.random.default_rng(1)
+    years = 10
+    t = np.arange(2004.0, 2004.0 + years)
+    trend = np.cumsum(rng.normal(0.05, 0.03, years))  # growth with some real year-to-year change
+    truth = rng.normal(2.0, 1.0, (5000, 1)) + trend + rng.normal(0, 0.05, (5000, years))
+    gains = np.append(rng.normal(0, 0.1, years - 2), [0.0, 0.0])
+    fixed = np.array([False] * (years - 2) + [True, True])
+    fitted = fit_year_gains(truth + gains, t, fixed)
+    assert np.all(fitted[fixed] == 0.0)
+    assert np.sqrt(np.mean((fitted - gains) ** 2)) < 0.5 * np.sqrt(np.mean(gains**2))
+
+
+def test_series_writes_bands_per_year_files_and_a_report(years, tmp_path):
+    out = tmp_path / "out" / "series.tif"
+    request = SeriesRequest(
+        dmsp=[str(years[k]) for k in ("F14_2003", "F15_2005", "F16_2005")],
+        viirs=[str(years["viirs"])],
+        output=str(out),
+        per_year_dir=str(tmp_path / "years"),
+        model="baseline",
+    )
+    result = run_series(request)
+    with rasterio.open(out) as src:
+        assert src.count == 3 and list(src.descriptions) == ["2003", "2005", "2015"]
+        stack = src.read()
+    with rasterio.open(years["viirs"]) as src:
+        assert np.array_equal(stack[2], src.read(1), equal_nan=True)  # the real year is the reference itself
+    assert sorted(p.name for p in (tmp_path / "years").iterdir()) == [f"nightlights_{y}.tif" for y in (2003, 2005, 2015)]
+    body = json.loads(out.with_suffix(".json").read_text())
+    assert [r["to"] for r in body["year_to_year_ratios"]] == ["2005", "2015"]
+    assert body["seam"]["last_dmsp"] == "2005" and body["seam"]["first_viirs"] == "2015"
+    assert 0.0 <= body["trend_sign_disagreement"] <= 1.0
+    assert any("2 satellites" in n for n in result.notes) and any("No DMSP for 2004" in n for n in result.notes)
+    assert not list(out.parent.glob(".*"))  # no partial or work files left
+
+
+def test_no_temporal_smoothing_keeps_gains_at_one(years, tmp_path):
+    request = SeriesRequest(
+        dmsp=[str(years["F14_2003"]), str(years["F15_2005"])],
+        viirs=[str(years["viirs"])],
+        output=str(tmp_path / "s.tif"),
+        model="baseline",
+        temporal_smoothing=False,
+    )
+    assert set(run_series(request).report["year_gains"].values()) == {1.0}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(years=[2015, 2005]), "1992–2013"),
+        (dict(years=[2005, 2005], satellites=["F15", "F15"]), "Two DMSP files for F15 2005"),
+        (dict(years=[2005]), "one per file"),
+        (dict(viirs_years=[2015, 2016]), "--viirs-years"),
+    ],
+)
+def test_bad_input_is_explained_and_nothing_is_written(years, tmp_path, change, message):
+    out = tmp_path / "bad" / "s.tif"
+    request = SeriesRequest(dmsp=[str(years["F14_2003"]), str(years["F15_2005"])], viirs=[str(years["viirs"])], output=str(out))
+    for key, value in change.items():
+        setattr(request, key, value)
+    with pytest.raises(FusionError, match=message):
+        run_series(request)
+    assert not out.parent.exists() or not list(out.parent.iterdir())
+
+
+def test_existing_output_without_overwrite_via_the_cli(years, tmp_path, capsys):
+    out = tmp_path / "s.tif"
+    out.write_bytes(b"keep")
+    argv = ["series", "--dmsp", str(years["F14_2003"]), str(years["F15_2005"]), "--viirs", str(years["viirs"])]
+    assert main(argv + ["--output", str(out), "--model", "baseline", "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"keep"
+    assert main(argv + ["--output", str(out), "--model", "baseline", "--quiet", "--overwrite"]) == 0
+    printed = capsys.readouterr().out
+    assert '"seam"' in printed and "series report" in printed
+
+
+def test_dmsp_on_another_grid_is_warped_onto_the_reference_grid(years, tmp_path):
+    from rasterio.warp import Resampling, reproject
+
+    shifted = tmp_path / "F15_2005_3857.tif"
+    with rasterio.open(years["F15_2005"]) as src:
+        from rasterio.warp import calculate_default_transform
+
+        transform, w, h = calculate_default_transform(src.crs, "EPSG:3857", src.width, src.height, *src.bounds)
+        profile = {**src.profile, "crs": "EPSG:3857", "transform": transform, "width": w, "height": h}
+        with rasterio.open(shifted, "w", **profile) as dst:
+            reproject(rasterio.band(src, 1), rasterio.band(dst, 1), resampling=Resampling.nearest)
+    request = SeriesRequest(
+        dmsp=[str(years["F14_2003"]), str(shifted)],
+        viirs=[str(years["viirs"])],
+        output=str(tmp_path / "m.tif"),
+        model="baseline",
+        extent=(0.2, 0.2, 0.8, 0.8),
+        extent_crs="EPSG:4326",
+    )
+    result = run_series(request)
+    assert any("warped onto the series grid" in n for n in result.notes)
+    with rasterio.open(result.output) as src:
+        assert src.crs.to_epsg() == 4326 and src.count == 3
+
+
+def test_processing_series_algorithm(qgis_processing, years, tmp_path):
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+    from qgis_helpers import register_provider
+
+    register_provider()
+    import processing
+
+    out = tmp_path / "p.tif"
+    result = processing.run(
+        "nightlightfusion:series",
+        {
+            "DMSP": [str(years["F14_2003"]), str(years["F15_2005"])],
+            "VIIRS": [str(years["viirs"])],
+            "MODEL": "baseline",
+            "OUTPUT": str(out),
+            "PER_YEAR_DIR": str(tmp_path / "py"),
+        },
+        context=QgsProcessingContext(),
+        feedback=QgsProcessingFeedback(),
+    )
+    with rasterio.open(result["OUTPUT"]) as src:
+        assert list(src.descriptions) == ["2003", "2005", "2015"]
+    assert Path(result["REPORT"]).is_file() and len(list((tmp_path / "py").glob("*.tif"))) == 3

@@ -60,7 +60,14 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         year=args.year,
         overwrite=args.overwrite,
     )
-    result = fuse(request, progress=_progress_printer(args.quiet))
+    if args.workers or args.scheduler or args.resume:  # blocks of rows, resumable, optionally on Dask
+        from .core.distributed import cluster_client, fuse_blocks
+
+        options = _cluster_options(args)
+        with cluster_client(options) as client:
+            result = fuse_blocks(request, options, _progress_printer(args.quiet), client=client)
+    else:
+        result = fuse(request, progress=_progress_printer(args.quiet))
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     g = result.grid
@@ -77,6 +84,67 @@ def cmd_fuse(args: argparse.Namespace) -> int:
             f"wrote {write_report(args.report, result, args.dmsp, args.viirs, qa)}: run report "
             f"(QA: re-simulated DMSP vs input, Pearson r {qa['pearson_r']:.3f})"
         )
+    return 0
+
+
+def _cluster_options(args: argparse.Namespace):
+    from .core.distributed import BLOCK_ROWS, ClusterOptions
+
+    return ClusterOptions(
+        workers=args.workers,
+        threads=args.threads or 1,
+        scheduler=args.scheduler,
+        resume=args.resume,
+        block_rows=args.block_rows or BLOCK_ROWS,
+    )
+
+
+def _add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="run blocks of rows on a local Dask cluster of N worker processes")
+    p.add_argument("--scheduler", help="run blocks on a running dask.distributed scheduler (tcp://HOST:8786)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted block run (finished blocks are journalled)")
+    p.add_argument("--block-rows", type=int, help="output rows per task (rounded to whole 512-row read blocks)")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated years, got '{text}'") from None
+
+
+def cmd_series(args: argparse.Namespace) -> int:
+    from .core.series import SeriesRequest, run_series
+
+    request = SeriesRequest(
+        dmsp=args.dmsp,
+        viirs=args.viirs or [],
+        output=args.output,
+        per_year_dir=args.per_year_dir,
+        years=args.years,
+        satellites=args.satellites.split(",") if args.satellites else None,
+        viirs_years=args.viirs_years,
+        include_viirs=not args.no_viirs_bands,
+        temporal_smoothing=not args.no_temporal_smoothing,
+        model=args.model,
+        seed=args.seed,
+        extent=args.extent,
+        extent_crs=args.extent_crs,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        device=args.device,
+        threads=args.threads,
+        batch_size=args.batch_size,
+    )
+    options = _cluster_options(args) if (args.workers or args.scheduler or args.resume) else None
+    result = run_series(request, options, _progress_printer(args.quiet))
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(json.dumps({k: result.report[k] for k in ("labels", "year_gains", "year_to_year_ratios", "seam",
+                                                     "trend_sign_disagreement")}, indent=2))  # fmt: skip
+    for path in ([result.output] if result.output else []) + result.per_year:
+        print(f"wrote {path}")
+    print(f"wrote {result.report_path}: series report ({result.seconds:.1f} s)")
     return 0
 
 
@@ -179,7 +247,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--year", type=int, help="DMSP year if the file name does not say")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_cluster_arguments(p)
     p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("series", help="one VIIRS-like map per DMSP year (+ real VIIRS years), consistent in time")
+    p.add_argument("--dmsp", required=True, nargs="+", help="DMSP files (several satellites per year allowed)")
+    p.add_argument("--viirs", nargs="*", help="VIIRS references (year in the name or --viirs-years); nearest in time is used")
+    p.add_argument("--output", help="multi-band GeoTIFF, one band per year (band descriptions = years)")
+    p.add_argument("--per-year-dir", help="also/instead: one GeoTIFF per year in this folder")
+    p.add_argument("--years", type=_int_list, help="year of each DMSP file, comma-separated (default: from the names)")
+    p.add_argument("--satellites", help="satellite of each DMSP file, comma-separated (default: from the names)")
+    p.add_argument("--viirs-years", type=_int_list, help="year of each VIIRS file (default: from the names)")
+    p.add_argument("--no-viirs-bands", action="store_true", help="do not append the real VIIRS years as bands")
+    p.add_argument("--no-temporal-smoothing", action="store_true", help="skip the per-year gain fit (docs/scale.md)")
+    p.add_argument("--model", help="model id (see 'models'); the same model and seed for every year")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to restrict the area")
+    p.add_argument("--extent-crs")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "directml", "coreml"])
+    p.add_argument("--threads", type=int, help="onnxruntime threads (per worker with --workers)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    _add_cluster_arguments(p)
+    p.set_defaults(func=cmd_series)
 
     p = sub.add_parser("models", help="list the models --model accepts")
     p.add_argument("--json", action="store_true", help="print JSON")

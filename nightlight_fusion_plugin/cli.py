@@ -214,6 +214,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """The start-up check of the QGIS plugin, headless; --install runs the same installer as its dialog."""
+    from .core import dependencies as deps
+
+    target = Path(args.target) if args.target else deps.deps_folder()
+    print(f"python       {sys.version.split()[0]} ({sys.executable})")
+    print(f"numpy        {deps.numpy_version() or 'missing'}")
+    print(f"target       {target}")
+    statuses = [deps.check(d) for d in deps.DEPENDENCIES]
+    for status in statuses:
+        print(f"{status.name:<12} {status.version or 'missing'}" + (f"  ({status.location})" if status.location else ""))
+    wanted = [d for d, s in zip(deps.DEPENDENCIES, statuses) if not s.available]
+    if args.wheel and not wanted:  # an explicit file: install it even if a copy is importable elsewhere
+        wanted = [deps.ONNXRUNTIME]
+    if not (args.install or args.wheel):  # a wheel file given is an install request
+        if wanted:
+            print(f"missing: {', '.join(d.name for d in wanted)}; run `{PROG} doctor --install` to install into {target}")
+        return 1 if wanted else 0
+    failed = False
+    for dependency in wanted:
+        result = deps.install(
+            dependency, target, wheels=args.wheel or (), log=(lambda line: None) if args.quiet else _stderr_line
+        )
+        print(f"install {dependency.name}: {'ok' if result.ok else 'FAILED'}\n{result.message}")
+        failed |= not result.ok
+    if not wanted:
+        print("nothing to install")
+    return 1 if failed else 0
+
+
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Nightlight Fusion: DMSP-OLS + VIIRS DNB fusion, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -304,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prediction")
     p.add_argument("truth")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("doctor", help="check (and install) onnxruntime / rasterio for this Python, as the plugin does")
+    p.add_argument("--install", action="store_true", help="pip-install what is missing into the plugin's own folder")
+    p.add_argument("--wheel", action="append", help="install this downloaded wheel file (offline); repeatable")
+    p.add_argument("--target", help="install folder (default: the plugin's _deps folder for this Python)")
+    p.add_argument("--quiet", action="store_true", help="no pip log")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

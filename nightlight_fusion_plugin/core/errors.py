@@ -23,9 +23,20 @@ class CancelledError(FusionError):
 
 INSTALL_HINTS = {
     "rasterio": "on Debian/Ubuntu: apt install python3-rasterio; on Windows (OSGeo4W shell) or macOS: "
-    "python -m pip install rasterio",
-    "onnxruntime": "python -m pip install onnxruntime (or onnxruntime-gpu for CUDA)",
+    "python -m pip install rasterio, or the plugin's installer (Plugins › Nightlight Fusion › Install dependencies…)",
 }
+
+
+def install_hint(module: str) -> str:
+    """onnxruntime: the plugin's installer, since `pip install` into QGIS's Python is refused on Debian 12 (PEP 668)
+    and may replace QGIS's numpy."""
+    if module in INSTALL_HINTS:
+        return INSTALL_HINTS[module]
+    if module == "onnxruntime":
+        from .dependencies import install_hint as installer_hint
+
+        return installer_hint(module)
+    return f"python -m pip install {module}"
 
 
 def require(module: str, purpose: str):
@@ -35,8 +46,8 @@ def require(module: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        hint = INSTALL_HINTS.get(module, f"python -m pip install {module}")
+        restart = "" if module == "onnxruntime" else "; then restart QGIS"  # the installer activates it in place
         raise MissingDependencyError(
             f"Nightlight Fusion needs the Python package '{module}' for {purpose}, "
-            f"but it is not installed ({exc}). Install it: {hint}; then restart QGIS."
+            f"but it is not installed ({exc}). Install it: {install_hint(module)}{restart}."
         ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from qgis.core import (
@@ -32,6 +33,51 @@ def raster_file(layer: QgsRasterLayer | None, role: str) -> str | None:
         )
     path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
     return path
+
+
+@contextmanager
+def inputs_untouched():
+    """No GDAL PAM (.aux.xml) for the layers QGIS opens here: loading a raster layer from a file path computes
+    statistics for its default renderer, which GDAL would save next to the user's input. Thread-local, so
+    layers QGIS renders meanwhile in other threads keep their PAM."""
+    try:
+        from osgeo import gdal
+    except ImportError:  # QGIS always ships GDAL's bindings; nothing to do without them
+        yield
+        return
+    previous = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+    gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", previous)
+
+
+class InputsUntouched:
+    """Mixin (first base) for algorithms: input layers that Processing loads from file paths (qgis_process,
+    batch mode, the modeler) leave no .aux.xml next to the inputs."""
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        with inputs_untouched():
+            return super().checkParameterValues(parameters, context)
+
+    def parameterAsRasterLayer(self, parameters, name, context):  # noqa: N802
+        with inputs_untouched():
+            return super().parameterAsRasterLayer(parameters, name, context)
+
+
+def keep_inputs_in_qgis_process(arguments: list[str]) -> bool:
+    """qgis_process opens the file inputs as layers (computing statistics, saved as .aux.xml next to them)
+    before any algorithm code runs, so the hooks above come too late. When the process was started to run one
+    of this provider's algorithms, PAM is switched off for the whole (short-lived, single-algorithm) process."""
+    if not any(a.startswith("nightlightfusion:") for a in arguments):
+        return False
+    try:
+        from osgeo import gdal
+    except ImportError:
+        return False
+    gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")
+    return True
 
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
@@ -90,7 +136,7 @@ class NightLightsStyler(QgsProcessingLayerPostProcessorInterface):
             apply_night_lights_style(layer)
 
 
-class SatelliteYearRasterAlgorithm(QgsProcessingAlgorithm):
+class SatelliteYearRasterAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
     """One raster in, one raster out, with optional DMSP satellite/year: the shape of `intercalibrate` and
     `simulate_dmsp`. Subclasses name the input and call their core function in `run`."""
 

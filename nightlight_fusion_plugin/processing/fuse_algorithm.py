@@ -29,7 +29,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.errors import FusionError
 from ..core.samplers import SAMPLERS
-from .common import NightLightsStyler, core_callbacks, help_url, raster_file, require_core, run_core
+from .common import InputsUntouched, NightLightsStyler, core_callbacks, help_url, raster_file, require_core, run_core
 
 DEVICES = ["auto", "cpu", "cuda", "directml", "coreml"]
 HELP = """<p>Fuses a DMSP-OLS stable-lights raster (DN 0–63) into a VIIRS-like radiance raster (nW/cm²/sr).</p>
@@ -63,7 +63,7 @@ def model_ids() -> tuple[list[str], str]:
         return ["baseline"], "baseline"
 
 
-class FuseAlgorithm(QgsProcessingAlgorithm):
+class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
     DMSP, VIIRS, EXTENT, MODEL, SEED, OUTPUT = "DMSP", "VIIRS", "EXTENT", "MODEL", "SEED", "OUTPUT"
     SPEED, SAMPLER, STEPS, ENSEMBLE, DEVICE, UNCERTAINTY = "SPEED", "SAMPLER", "STEPS", "ENSEMBLE", "DEVICE", "UNCERTAINTY"
     SATELLITE, YEAR = "SATELLITE", "YEAR"

@@ -51,10 +51,16 @@ bench: setup-training
 	PYTHONPATH=. $(PY) -m benchmarks.bench_simulator
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine --model diffusion-int8 --section "engine, diffusion-int8"
+	PYTHONPATH=. $(PY) -m benchmarks.bench_dask && PYTHONPATH=. $(PY) -m benchmarks.bench_series
 
 ## The design-space report (docs/design_space.md) and measured speed levels written into model_zoo/manifest.json.
 report: setup-training
 	PYTHONPATH=. $(PY) -m training.report --runs runs/diffusion_eps_linear runs/normalizing_flow
+
+## Refresh constraints.txt (the lock): newest allowed requirements*.txt in a throw-away venv, rewritten only if the suite passes.
+.PHONY: pins
+pins:
+	bash scripts/refresh_pins.sh
 
 clean:
 	rm -rf build dist demo_output .pytest_cache

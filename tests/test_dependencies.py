@@ -317,3 +317,29 @@ def test_installer_dialog_lists_each_dependency_and_the_folder(qgis_iface, monke
     assert "onnxruntime" in text and "missing" in text and str(deps.deps_folder()) in text
     assert dialog.install_button.isEnabled() and dialog.file_button.isEnabled()
     dialog.close()
+
+
+@pytest.mark.slow
+def test_installer_installs_downloaded_wheels_offline(plugin_zip, tmp_path):
+    """The offline path the message describes: wheels fetched elsewhere, then `doctor --install --wheel FILE`."""
+    if _system_python_has("onnxruntime"):
+        pytest.skip(f"{SYSTEM_PYTHON} already has onnxruntime: the installer has nothing to do")
+    env, installed = _profile(plugin_zip, tmp_path / "home")
+    wheels = tmp_path / "downloads"
+    wanted = [r.pip_spec for r in deps.missing_requirements(deps.ONNXRUNTIME, _system_python_has)]  # as the system Python sees it
+    fetched = subprocess.run(
+        [SYSTEM_PYTHON, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), *wanted],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if fetched.returncode != 0:
+        pytest.skip(f"cannot download the wheels here: {fetched.stdout[-500:]}{fetched.stderr[-500:]}")
+    onnxruntime_wheel = next(wheels.glob("onnxruntime-*.whl"))
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS="", PIP_INDEX_URL="http://127.0.0.1:9/")
+    done = _doctor(env, installed, "--wheel", str(onnxruntime_wheel))  # its folder is searched for the others
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    target = deps.deps_folder(installed)
+    assert (target / "onnxruntime").is_dir() and not list(target.glob("numpy*"))
+    assert f"onnxruntime  {deps.ONNXRUNTIME_VERSION}" in _doctor(env, installed).stdout

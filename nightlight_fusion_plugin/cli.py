@@ -64,8 +64,12 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         from .core.distributed import cluster_client, fuse_blocks
 
         options = _cluster_options(args)
-        with cluster_client(options) as client:
-            result = fuse_blocks(request, options, _progress_printer(args.quiet), client=client)
+        try:
+            with cluster_client(options) as client:
+                result = fuse_blocks(request, options, _progress_printer(args.quiet), client=client)
+        except KeyboardInterrupt:  # finished blocks are journalled next to the output: say how to go on
+            print("interrupted; finished blocks are kept: rerun the same command with --resume to continue", file=sys.stderr)
+            return 130
     else:
         result = fuse(request, progress=_progress_printer(args.quiet))
     for note in result.notes:
@@ -103,7 +107,7 @@ def _add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="run blocks of rows on a local Dask cluster of N worker processes")
     p.add_argument("--scheduler", help="run blocks on a running dask.distributed scheduler (tcp://HOST:8786)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted block run (finished blocks are journalled)")
-    p.add_argument("--block-rows", type=int, help="output rows per task (rounded to whole 512-row read blocks)")
+    p.add_argument("--block-rows", type=int, help="output rows per task (default 512; baseline: whole 512-row reads)")
 
 
 def _int_list(text: str) -> list[int]:

@@ -343,11 +343,11 @@ def fuse_blocks(
         raise InputError("--uncertainty is not available with --workers/--scheduler/--resume yet; run without them for it.")
     if options.block_rows < 1:
         raise InputError(f"--block-rows must be at least 1, got {options.block_rows}.")
-    # blocks of whole fuse() read windows (request.block_size rows) so every block reads what fuse() reads
-    block_rows = max(1, round(options.block_rows / request.block_size)) * request.block_size
-
     # the same preparation as fuse(): inputs, output, grid, mask, checks, intercalibration
     entry = model_entry(request.model)
+    block_rows = options.block_rows
+    if entry.zoo is None:  # whole fuse() read windows (request.block_size rows): every block reads what fuse() reads
+        block_rows = max(1, round(block_rows / request.block_size)) * request.block_size
     dmsp = inspect_raster(request.dmsp, "DMSP")
     viirs = inspect_raster(request.viirs, "VIIRS") if request.viirs else None
     output = check_output_path(request.output, [request.dmsp, request.viirs or ""], request.overwrite)

@@ -213,8 +213,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .core.compare import compare_rasters
 
+    def line(values: dict) -> str:
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
     scores = compare_rasters(args.prediction, args.truth)
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in scores.items()))
+    print(line(scores))
+    if args.reference:
+        persistence = compare_rasters(args.reference, args.truth)
+        print(f"persistence (the reference {args.reference} taken as the answer) vs the truth:")
+        print(line(persistence))
+        if scores["psnr_log"] < persistence["psnr_log"]:
+            # Users must not read a loss to the input they gave as a success: say it, and what to try.
+            print(
+                f"note: the fused map scores {persistence['psnr_log'] - scores['psnr_log']:.2f} dB below simply copying the "
+                "reference: little changed between the two dates where it matters, and the model redraws the map from the "
+                "blurry DMSP instead of keeping what the reference shows. `--model reference-change` keeps the reference "
+                "and changes only what the DMSP says changed (docs/design_space.md compares them on real imagery)."
+            )
     return 0
 
 
@@ -341,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="metrics of a fused raster against a VIIRS truth")
     p.add_argument("prediction")
     p.add_argument("truth")
+    p.add_argument("--reference", help="also score this VIIRS reference as the answer (persistence) and say when it wins")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("doctor", help="check (and install) onnxruntime / rasterio for this Python, as the plugin does")

@@ -57,6 +57,20 @@ def test_fuse_the_bundled_sample_and_compare(tmp_path):
     assert "psnr_log=" in scores and "r2=" in scores
 
 
+def test_compare_says_when_copying_the_reference_wins(tmp_path):
+    sample = REPO / "nightlight_fusion_plugin" / "sample_data"
+    reference, truth = sample / "viirs_2015_reference_sample.tif", sample / "viirs_2005_truth_sample.tif"
+    out = tmp_path / "baseline.tif"
+    cli("fuse", "--dmsp", sample / "dmsp_F15_2005_sample.tif", "--viirs", reference, "--output", out, "--model", "baseline")
+    text = cli("compare", out, truth, "--reference", reference).stdout
+    lines = text.splitlines()
+    fused, persistence = (float(line.split("psnr_log=")[1].split()[0]) for line in (lines[0], lines[2]))
+    assert lines[1].startswith("persistence")
+    # the traditional method loses to persistence on the sample: the note must say so, and only then
+    assert fused < persistence and "note: the fused map scores" in text and "reference-change" in text
+    assert "note:" not in cli("compare", truth, truth, "--reference", reference).stdout  # a perfect map: no note
+
+
 def test_bundled_sample_is_what_the_generator_makes(tmp_path):
     cli("sample", "--out", tmp_path)
     for name in ("dmsp_F15_2005_sample.tif", "viirs_2015_reference_sample.tif", "viirs_2005_truth_sample.tif"):

@@ -120,13 +120,13 @@ def test_plugin_import_adds_an_existing_deps_folder_to_sys_path(tmp_path):
         "print(str(d.deps_folder()) in sys.path)"
     )
     folder = deps.deps_folder()
-    made = not folder.exists()
+    made = [p for p in (folder.parent, folder) if not p.exists()]  # removed again: the checkout stays clean
     folder.mkdir(parents=True, exist_ok=True)
     try:
         done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     finally:
-        if made:
-            folder.rmdir()
+        for path in reversed(made):
+            path.rmdir()
     assert done.stdout.strip() == "True", done.stderr
 
 

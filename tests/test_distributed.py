@@ -105,3 +105,60 @@ def test_a_cluster_lost_mid_run_is_resumed(single, dask_client, tmp_path):
     result = fuse_blocks(request(out), dataclasses.replace(SMALL, resume=True), client=dask_client)
     assert any(n.startswith("Resumed") for n in result.notes)
     assert np.array_equal(band(out), single["baseline"], equal_nan=True)
+
+
+def _start_cluster(port: int):
+    """A real scheduler and one worker, as separate process groups (so the test can kill them)."""
+    import subprocess
+    import time
+
+    def spawn(*args):
+        return subprocess.Popen(
+            [sys.executable, "-m", *args, "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    scheduler = spawn("distributed.cli.dask_scheduler", "--port", str(port))
+    time.sleep(3)
+    worker = spawn("distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1")
+    time.sleep(4)
+    return [scheduler, worker]
+
+
+def _kill(processes) -> None:
+    import os
+    import signal
+
+    for p in processes:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def test_a_scheduler_killed_mid_run_is_resumed_on_a_new_cluster(single, tmp_path):
+    """The whole cluster (scheduler and worker) dies after two blocks: a clear error, then --resume finishes
+    the run on a fresh cluster with the band identical to the single-process run."""
+    pytest.importorskip("dask.distributed")
+    out, port = tmp_path / "k.tif", 8797
+    options = ClusterOptions(scheduler=f"tcp://127.0.0.1:{port}", block_rows=32)
+    cluster = _start_cluster(port)
+    try:
+
+        def progress(fraction: float, message: str) -> None:
+            if message.startswith("Block 2/"):
+                _kill(cluster)
+
+        with pytest.raises(FusionError, match="stopped after 2/8 blocks.*--resume"):
+            with cluster_client(options) as client:
+                fuse_blocks(request(out, "unet-fp32", block_size=512), options, progress, client=client)
+        assert not out.exists()
+        cluster = _start_cluster(port)
+        resumed = dataclasses.replace(options, resume=True)
+        with cluster_client(resumed) as client:
+            result = fuse_blocks(request(out, "unet-fp32", block_size=512), resumed, client=client)
+    finally:
+        _kill(cluster)
+    assert any(n.startswith("Resumed: 2/8") for n in result.notes)
+    assert np.array_equal(band(out), single["unet-fp32"], equal_nan=True)

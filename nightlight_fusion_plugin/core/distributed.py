@@ -424,8 +424,9 @@ def fuse_blocks(
         except FusionError:
             raise
         except Exception as exc:  # a lost worker/scheduler, a broken connection: the journal keeps what is done
+            why = " ".join(str(exc).split())  # dask's messages span lines
             raise FusionError(
-                f"The run stopped after {len(journal.done)}/{len(blocks)} blocks ({type(exc).__name__}: {exc}). "
+                f"The run stopped after {len(journal.done)}/{len(blocks)} blocks ({type(exc).__name__}: {why}). "
                 f"Finished blocks are kept next to the output ({journal.path.name}); rerun the same command with "
                 "--resume to continue where it stopped."
             ) from exc

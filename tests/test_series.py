@@ -164,3 +164,36 @@ def test_processing_series_algorithm(qgis_processing, years, tmp_path):
     with rasterio.open(result["OUTPUT"]) as src:
         assert list(src.descriptions) == ["2003", "2005", "2015"]
     assert Path(result["REPORT"]).is_file() and len(list((tmp_path / "py").glob("*.tif"))) == 3
+
+
+def test_a_failed_year_leaves_nothing_behind(years, tmp_path):
+    from rasterio.windows import Window
+
+    part = tmp_path / "F15_2005_part.tif"  # covers only the western half of the series area
+    with rasterio.open(years["F15_2005"]) as src:
+        profile = {**src.profile, "width": src.width // 2, "transform": src.transform}
+        with rasterio.open(part, "w", **profile) as dst:
+            dst.write(src.read(1, window=Window(0, 0, src.width // 2, src.height)), 1)
+    out = tmp_path / "out" / "s.tif"
+    request = SeriesRequest(
+        dmsp=[str(years["F14_2003"]), str(part)], viirs=[str(years["viirs"])], output=str(out), model="baseline"
+    )
+    with pytest.raises(FusionError, match="covers only part of the series area"):
+        run_series(request)
+    assert not list(out.parent.iterdir())
+
+
+def test_series_on_a_dask_worker_equals_the_in_process_series(years, tmp_path):
+    pytest.importorskip("dask.distributed")
+    from nightlight_fusion_plugin.core.distributed import ClusterOptions
+
+    def series(name, cluster):
+        request = SeriesRequest(
+            dmsp=[str(years["F14_2003"]), str(years["F15_2005"])], viirs=[str(years["viirs"])], output=str(tmp_path / name)
+        )
+        request.model = "baseline"
+        run_series(request, cluster)
+        with rasterio.open(tmp_path / name) as src:
+            return src.read()
+
+    assert np.array_equal(series("a.tif", None), series("b.tif", ClusterOptions(workers=1)), equal_nan=True)

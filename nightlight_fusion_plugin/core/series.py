@@ -275,148 +275,153 @@ def run_series(
     if work.exists() and not request.resume:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    runs: dict[int, list[str]] = {}
-    total = len(dmsp)
-    client_ctx = None
-    with ExitStack() as stack:
-        client = None
-        if cluster is not None and cluster.uses_dask:
-            from .distributed import cluster_client
+    resumable = request.resume or bool(cluster is not None and cluster.uses_dask)
+    try:
+        runs: dict[int, list[str]] = {}
+        total = len(dmsp)
+        with ExitStack() as stack:
+            client = None
+            if cluster is not None and cluster.uses_dask:
+                from .distributed import cluster_client
 
-            client_ctx = stack.enter_context(cluster_client(cluster))
-            client = client_ctx
-        for i, d in enumerate(dmsp):
-            if is_cancelled is not None and is_cancelled():
-                raise CancelledError("Cancelled by the user; no series was written.")
-            target = work / f"{d.year}_{d.satellite or 'unknown'}.tif"
-            runs.setdefault(d.year, []).append(str(target))
-            reference = nearest_reference(d.year, references)
-            if target.exists() and request.resume:
-                notes.append(f"{d.satellite} {d.year}: already fused in an earlier run (resumed).")
-                continue
-            fuse_request = FuseRequest(
-                dmsp=d.path, viirs=reference, output=str(target), model=request.model, seed=request.seed,
-                satellite=d.satellite, year=d.year, overwrite=True, grid_like=grid_ref,
-                extent=grid.bounds, extent_crs=grid.crs.to_wkt(), device=request.device, threads=request.threads,
-                batch_size=request.batch_size, speed=request.speed, sampler=request.sampler, steps=request.steps,
-                temperature=request.temperature, cache_models=True,
-            )  # fmt: skip
+                client = stack.enter_context(cluster_client(cluster))
+            for i, d in enumerate(dmsp):
+                if is_cancelled is not None and is_cancelled():
+                    raise CancelledError("Cancelled by the user; no series was written.")
+                target = work / f"{d.year}_{d.satellite or 'unknown'}.tif"
+                runs.setdefault(d.year, []).append(str(target))
+                reference = nearest_reference(d.year, references)
+                if target.exists() and request.resume:
+                    notes.append(f"{d.satellite} {d.year}: already fused in an earlier run (resumed).")
+                    continue
+                fuse_request = FuseRequest(
+                    dmsp=d.path, viirs=reference, output=str(target), model=request.model, seed=request.seed,
+                    satellite=d.satellite, year=d.year, overwrite=True, grid_like=grid_ref,
+                    extent=grid.bounds, extent_crs=grid.crs.to_wkt(), device=request.device, threads=request.threads,
+                    batch_size=request.batch_size, speed=request.speed, sampler=request.sampler, steps=request.steps,
+                    temperature=request.temperature, cache_models=True,
+                )  # fmt: skip
 
-            def year_progress(fraction: float, message: str, i=i, d=d) -> None:
-                report(0.8 * (i + fraction) / total, f"{d.satellite} {d.year}: {message}")
+                def year_progress(fraction: float, message: str, i=i, d=d) -> None:
+                    report(0.8 * (i + fraction) / total, f"{d.satellite} {d.year}: {message}")
 
-            if cluster is not None and (cluster.uses_dask or cluster.resume):
-                from .distributed import fuse_blocks
+                if cluster is not None and (cluster.uses_dask or cluster.resume):
+                    from .distributed import fuse_blocks
 
-                result = fuse_blocks(fuse_request, cluster, year_progress, is_cancelled, client=client)
-            else:
-                result = fuse(fuse_request, year_progress, is_cancelled)
-            if result.grid != grid:
-                raise InputError(
-                    f"The DMSP file {d.path} covers only part of the series area; crop all years to a common area "
-                    "or give an --extent inside every input."
-                )
-            notes.append(f"{d.satellite} {d.year}: reference {os.path.basename(reference) if reference else 'none'}; "
-                         f"{result.notes[0]}")  # fmt: skip
-    for year, paths in runs.items():
-        if len(paths) > 1:
-            notes.append(f"{year}: {len(paths)} satellites, each intercalibrated and fused, then averaged per pixel.")
+                    result = fuse_blocks(fuse_request, cluster, year_progress, is_cancelled, client=client)
+                else:
+                    result = fuse(fuse_request, year_progress, is_cancelled)
+                if result.grid != grid:
+                    raise InputError(
+                        f"The DMSP file {d.path} covers only part of the series area; crop all years to a common area "
+                        "or give an --extent inside every input."
+                    )
+                notes.append(f"{d.satellite} {d.year}: reference {os.path.basename(reference) if reference else 'none'}; "
+                             f"{result.notes[0]}")  # fmt: skip
+        for year, paths in runs.items():
+            if len(paths) > 1:
+                notes.append(f"{year}: {len(paths)} satellites, each intercalibrated and fused, then averaged per pixel.")
 
-    report(0.8, "Temporal consistency")
-    with rasterio.Env(GDAL_CACHEMAX=64), ExitStack() as stack:
-        year_readers = {y: [stack.enter_context(rasterio.open(p)) for p in runs[y]] for y in dmsp_years}
-        viirs_readers = [
-            stack.enter_context(AlignedReader(inspect_raster(p, "VIIRS"), grid, Resampling.nearest)) for p, _ in viirs_bands
-        ]
-        dmsp_readers = {
-            y: [(stack.enter_context(AlignedReader(infos[d.path], grid)), intercalibration_for(d.satellite, d.year))
-                for d in dmsp if d.year == y]
-            for y in dmsp_years
-        }  # fmt: skip
+        report(0.8, "Temporal consistency")
+        with rasterio.Env(GDAL_CACHEMAX=64), ExitStack() as stack:
+            year_readers = {y: [stack.enter_context(rasterio.open(p)) for p in runs[y]] for y in dmsp_years}
+            viirs_readers = [
+                stack.enter_context(AlignedReader(inspect_raster(p, "VIIRS"), grid, Resampling.nearest)) for p, _ in viirs_bands
+            ]
+            dmsp_readers = {
+                y: [(stack.enter_context(AlignedReader(infos[d.path], grid)), intercalibration_for(d.satellite, d.year))
+                    for d in dmsp if d.year == y]
+                for y in dmsp_years
+            }  # fmt: skip
 
-        def read_band(window: Window) -> np.ndarray:
-            maps = []
-            for y in dmsp_years:
-                parts = np.stack([r.read(1, window=window) for r in year_readers[y]])
-                with np.errstate(invalid="ignore"):
-                    maps.append(np.nanmean(parts, axis=0) if len(parts) > 1 else parts[0])
-            maps += [r.read(window) for r in viirs_readers]
-            return np.stack(maps)  # [bands, rows, width]
-
-        def rows() -> list[Window]:
-            return [Window(0, r, grid.width, min(STAT_ROWS, grid.height - r)) for r in range(0, grid.height, STAT_ROWS)]
-
-        n_dmsp = len(dmsp_years)
-        fixed = np.array([False] * n_dmsp + [True] * len(viirs_bands))
-        gains = np.zeros(len(labels))
-        if request.temporal_smoothing and len(labels) >= 2:
-            rng = np.random.default_rng(0)
-            keep = min(1.0, GAIN_SAMPLES / max(grid.width * grid.height, 1))
-            samples = []
-            for window in rows():
-                stack_ = read_band(window).reshape(len(labels), -1).T
-                lit = np.nanmin(np.where(np.isfinite(stack_), stack_, np.inf), axis=1) > LIT
-                idx = np.flatnonzero(lit)
-                if keep < 1.0 and idx.size:
-                    idx = rng.choice(idx, size=max(1, int(round(idx.size * keep))), replace=False)
-                samples.append(np.log(stack_[idx]))
-            sample = np.concatenate(samples) if samples else np.empty((0, len(labels)))
-            gains = fit_year_gains(sample, np.array(dmsp_years + [y for _, y in viirs_bands], np.float64), fixed)
-            if sample.shape[0] == 0:
-                notes.append(f"Temporal step skipped: no pixel is lit (> {LIT} nW/cm²/sr) in every year.")
-        factors = np.exp(-gains)
-
-        tags = {
-            "NLF_SERIES_YEARS": ",".join(labels),
-            "NLF_SERIES_TEMPORAL": "year-gain fit (scene log level vs its local Theil-Sen trend)"
-            if request.temporal_smoothing
-            else "none",
-            "NLF_SERIES_GAINS": ",".join(f"{np.exp(g):.4f}" for g in gains),
-            "NLF_SEED": str(request.seed),
-            "NLF_METHOD": request.model or "default",
-        }
-        stack_writer = stack.enter_context(_StackWriter(output, grid, labels, tags)) if output else None
-        year_writers = [
-            stack.enter_context(
-                RasterWriter(p, grid, {**tags, "NLF_SERIES_YEAR": label}, f"VIIRS-like radiance {label} (nW/cm2/sr)")
-            )
-            for p, label in zip(per_year, labels)
-        ]
-        sums = np.zeros(len(labels))
-        t = np.array(dmsp_years, np.float64)
-        disagree = considered = 0
-        for k, window in enumerate(rows()):
-            if is_cancelled is not None and is_cancelled():
-                raise CancelledError("Cancelled by the user; no series was written.")
-            values = read_band(window) * factors[:, None, None].astype(np.float32)
-            for b in range(len(labels)):
-                if stack_writer:
-                    stack_writer.write(b, values[b], window)
-                if year_writers:
-                    year_writers[b].write(values[b], window)
-            valid = np.all(np.isfinite(values), axis=0)
-            sums += np.where(valid, values, 0.0).sum(axis=(1, 2))
-            if n_dmsp >= 2:
-                dnc = []
+            def read_band(window: Window) -> np.ndarray:
+                maps = []
                 for y in dmsp_years:
-                    parts = np.stack([ic.apply(r.read(window)) for r, ic in dmsp_readers[y]])
+                    parts = np.stack([r.read(1, window=window) for r in year_readers[y]])
                     with np.errstate(invalid="ignore"):
-                        dnc.append(np.nanmean(parts, axis=0))
-                dnc = np.stack(dnc)
-                fused = np.log1p(np.maximum(values[:n_dmsp], 0.0))
-                tc = (t - t.mean())[:, None, None]
-                slope_in = (tc * (dnc - dnc.mean(axis=0))).sum(axis=0)
-                slope_out = (tc * (fused - fused.mean(axis=0))).sum(axis=0)
-                ok = valid & np.all(np.isfinite(dnc), axis=0) & (dnc.max(axis=0) > 0) & (np.abs(slope_in) > 1e-6)
-                considered += int(ok.sum())
-                disagree += int((ok & (np.sign(slope_in) != np.sign(slope_out))).sum())
-            report(0.8 + 0.15 * (k + 1) / len(rows()), "Writing the series")
-        report(0.95, "Building overviews")
-        if stack_writer:
-            stack_writer.finish()
-        for w in year_writers:
-            w.finish()
-    shutil.rmtree(work, ignore_errors=True)
+                        maps.append(np.nanmean(parts, axis=0) if len(parts) > 1 else parts[0])
+                maps += [r.read(window) for r in viirs_readers]
+                return np.stack(maps)  # [bands, rows, width]
+
+            def rows() -> list[Window]:
+                return [Window(0, r, grid.width, min(STAT_ROWS, grid.height - r)) for r in range(0, grid.height, STAT_ROWS)]
+
+            n_dmsp = len(dmsp_years)
+            fixed = np.array([False] * n_dmsp + [True] * len(viirs_bands))
+            gains = np.zeros(len(labels))
+            if request.temporal_smoothing and len(labels) >= 2:
+                rng = np.random.default_rng(0)
+                keep = min(1.0, GAIN_SAMPLES / max(grid.width * grid.height, 1))
+                samples = []
+                for window in rows():
+                    stack_ = read_band(window).reshape(len(labels), -1).T
+                    lit = np.nanmin(np.where(np.isfinite(stack_), stack_, np.inf), axis=1) > LIT
+                    idx = np.flatnonzero(lit)
+                    if keep < 1.0 and idx.size:
+                        idx = rng.choice(idx, size=max(1, int(round(idx.size * keep))), replace=False)
+                    samples.append(np.log(stack_[idx]))
+                sample = np.concatenate(samples) if samples else np.empty((0, len(labels)))
+                gains = fit_year_gains(sample, np.array(dmsp_years + [y for _, y in viirs_bands], np.float64), fixed)
+                if sample.shape[0] == 0:
+                    notes.append(f"Temporal step skipped: no pixel is lit (> {LIT} nW/cm²/sr) in every year.")
+            factors = np.exp(-gains)
+
+            tags = {
+                "NLF_SERIES_YEARS": ",".join(labels),
+                "NLF_SERIES_TEMPORAL": "year-gain fit (scene log level vs its local Theil-Sen trend)"
+                if request.temporal_smoothing
+                else "none",
+                "NLF_SERIES_GAINS": ",".join(f"{np.exp(g):.4f}" for g in gains),
+                "NLF_SEED": str(request.seed),
+                "NLF_METHOD": request.model or "default",
+            }
+            stack_writer = stack.enter_context(_StackWriter(output, grid, labels, tags)) if output else None
+            year_writers = [
+                stack.enter_context(
+                    RasterWriter(p, grid, {**tags, "NLF_SERIES_YEAR": label}, f"VIIRS-like radiance {label} (nW/cm2/sr)")
+                )
+                for p, label in zip(per_year, labels)
+            ]
+            sums = np.zeros(len(labels))
+            t = np.array(dmsp_years, np.float64)
+            disagree = considered = 0
+            for k, window in enumerate(rows()):
+                if is_cancelled is not None and is_cancelled():
+                    raise CancelledError("Cancelled by the user; no series was written.")
+                values = read_band(window) * factors[:, None, None].astype(np.float32)
+                for b in range(len(labels)):
+                    if stack_writer:
+                        stack_writer.write(b, values[b], window)
+                    if year_writers:
+                        year_writers[b].write(values[b], window)
+                valid = np.all(np.isfinite(values), axis=0)
+                sums += np.where(valid, values, 0.0).sum(axis=(1, 2))
+                if n_dmsp >= 2:
+                    dnc = []
+                    for y in dmsp_years:
+                        parts = np.stack([ic.apply(r.read(window)) for r, ic in dmsp_readers[y]])
+                        with np.errstate(invalid="ignore"):
+                            dnc.append(np.nanmean(parts, axis=0))
+                    dnc = np.stack(dnc)
+                    fused = np.log1p(np.maximum(values[:n_dmsp], 0.0))
+                    tc = (t - t.mean())[:, None, None]
+                    slope_in = (tc * (dnc - dnc.mean(axis=0))).sum(axis=0)
+                    slope_out = (tc * (fused - fused.mean(axis=0))).sum(axis=0)
+                    ok = valid & np.all(np.isfinite(dnc), axis=0) & (dnc.max(axis=0) > 0) & (np.abs(slope_in) > 1e-6)
+                    considered += int(ok.sum())
+                    disagree += int((ok & (np.sign(slope_in) != np.sign(slope_out))).sum())
+                report(0.8 + 0.15 * (k + 1) / len(rows()), "Writing the series")
+            report(0.95, "Building overviews")
+            if stack_writer:
+                stack_writer.finish()
+            for w in year_writers:
+                w.finish()
+        shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        # a failed run leaves nothing, unless it can be resumed (then the finished years and blocks are kept)
+        if not resumable:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
 
     ratios = [
         {"from": labels[i], "to": labels[i + 1], "ratio": float(sums[i + 1] / sums[i]) if sums[i] > 0 else None}

@@ -37,6 +37,7 @@ def test_provider_lists_both_algorithms(processing_run):
         "nightlightfusion:fuse",
         "nightlightfusion:intercalibrate",
         "nightlightfusion:simulate_dmsp",
+        "nightlightfusion:series",
     }
     fuse = registry.algorithmById("nightlightfusion:fuse")
     names = [p.name() for p in fuse.parameterDefinitions()]

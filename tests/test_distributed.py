@@ -162,3 +162,22 @@ def test_a_scheduler_killed_mid_run_is_resumed_on_a_new_cluster(single, tmp_path
         _kill(cluster)
     assert any(n.startswith("Resumed: 2/8") for n in result.notes)
     assert np.array_equal(band(out), single["unet-fp32"], equal_nan=True)
+
+
+def test_cli_fuse_resume_and_workers(tmp_path, capsys):
+    from nightlight_fusion_plugin.cli import main
+
+    args = [
+        "fuse",
+        "--dmsp",
+        str(SAMPLE / "dmsp_F15_2005_sample.tif"),
+        "--viirs",
+        str(SAMPLE / "viirs_2015_reference_sample.tif"),
+    ]
+    args += ["--model", "baseline", "--seed", "5"]
+    assert main(args + ["--output", str(tmp_path / "plain.tif"), "--quiet"]) == 0
+    assert main(args + ["--output", str(tmp_path / "r.tif"), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "Block 1/1" in err and "Nothing to resume" in err
+    assert np.array_equal(band(tmp_path / "r.tif"), band(tmp_path / "plain.tif"), equal_nan=True)
+    assert main(args + ["--output", str(tmp_path / "r.tif"), "--resume", "--quiet"]) == 2  # exists, no --overwrite

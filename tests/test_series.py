@@ -197,3 +197,16 @@ def test_series_on_a_dask_worker_equals_the_in_process_series(years, tmp_path):
             return src.read()
 
     assert np.array_equal(series("a.tif", None), series("b.tif", ClusterOptions(workers=1)), equal_nan=True)
+
+
+def test_per_year_layers_get_their_year_as_a_fixed_temporal_range(qgis_processing, years):
+    from qgis.core import QgsRasterLayer, QgsRasterLayerTemporalProperties
+
+    from nightlight_fusion_plugin.processing.series_algorithm import _YearRange
+
+    layer = QgsRasterLayer(str(years["F15_2005"]), "2005")
+    _YearRange(2005).postProcessLayer(layer, None, None)
+    props = layer.temporalProperties()
+    assert props.isActive() and props.mode() == QgsRasterLayerTemporalProperties.ModeFixedTemporalRange
+    span = props.fixedTemporalRange()
+    assert (span.begin().date().year(), span.end().date().year(), span.end().date().month()) == (2005, 2005, 12)

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import REPO
+
 from training.data.holdout import REAL_TEMPORAL_HOLDOUT, overlaps_holdout
 from training.real_report import choose_real_default, int8_gate, setting_margins
 from training.simulate.real_temporal import MUMBAI_FILE, write_real_temporal
@@ -125,7 +125,33 @@ def test_int8_gate_and_no_default_when_nothing_beats_the_baselines():
     dark = [dict(r, set_sum_of_lights_error=-0.03) if r["model"] == "fast-int8" else r for r in _rows()]
     assert not int8_gate(dark, ENTRIES)["fast-int8"]["passes"]  # 3 % darker than its fp32 twin
     beaten = [dict(r, psnr_log=r["psnr_log"] - 5) if r["family"] != "baseline" else r for r in _rows()]
-    assert choose_real_default(beaten, ENTRIES) is None
+    loser = choose_real_default(beaten, ENTRIES, reference=True)  # the least bad, said to lose: never hidden
+    assert loser["model"] == "fast" and loser["worst_margin_db"] == pytest.approx(-4.0)
+
+
+def test_with_a_reference_a_traditional_method_can_be_the_default():
+    rows = _rows()
+    for set_name, persistence in (("real_a", 30.0), ("real_b", 25.0)):
+        rows.append(_row("reference-change", set_name, True, persistence + 2.0, "baseline"))
+    choice = choose_real_default(rows, ENTRIES, reference=True)
+    assert choice["model"] == "reference-change" and choice["worst_margin_db"] == pytest.approx(2.0)  # over persistence
+    assert choose_real_default(rows, ENTRIES, reference=False)["model"] == "fast"  # it cannot run without one
+
+
+def test_engine_default_follows_the_reference_mode(tmp_path, monkeypatch):
+    from nightlight_fusion_plugin.core.models import default_model
+
+    manifest = json.loads((REPO / "model_zoo" / "manifest.json").read_text())
+    for entry in manifest["models"]:
+        entry["file"] = str((REPO / "model_zoo" / entry["file"]).resolve())
+    manifest["default_with_reference"] = {"model": "reference-change"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("NLF_MODEL_ZOO", str(tmp_path))
+    assert default_model(with_reference=True).id == "reference-change"
+    assert default_model().id == next((m["id"] for m in manifest["models"] if m.get("default")), "baseline")
+    manifest["default_with_reference"] = {"model": "no-such-model"}  # a stale name: the reference-free default
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert default_model(with_reference=True).id == default_model().id
 
 
 def test_manifest_default_agrees_with_the_report():

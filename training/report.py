@@ -20,6 +20,7 @@ import numpy as np
 
 from .evaluate import evaluate
 from .real_report import (
+    PICKABLE_TRADITIONAL,
     QUICK_REAL_SETS,
     REAL_BASELINES_WITH_REFERENCE,
     REAL_BASELINES_WITHOUT_REFERENCE,
@@ -585,15 +586,18 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
             )
         text.append(line + ".")
     default, real_choice = report_default(rows, entries)
-    if real_choice:
+    if real_rows(rows):
+        with_reference = choose_real_default(rows, entries, reference=True)
         text.append(
-            f"\nThe plugin's default is **{default}** ({setting(real_choice['row'])}), decided on the real-temporal sets: "
-            f"the largest worst-case margin over the best baseline there ({real_choice['worst_margin_db']:+.2f} dB)."
-        )
-    elif real_rows(rows):
-        text.append(
-            "\nNo shipped model beats the best baseline on every real-temporal set and mode, so the traditional method "
-            "stays the plugin's default and the zoo models are options."
+            "\nThe plugin's defaults are decided on the real-temporal sets: without a reference "
+            f"**{real_choice['model'] if real_choice else 'baseline'}**"
+            + (f" ({real_choice['worst_margin_db']:+.2f} dB worst-case margin)" if real_choice else "")
+            + (
+                f"; with a reference **{with_reference['model']}** ({with_reference['worst_margin_db']:+.2f} dB worst-case "
+                "margin over the best other baseline, persistence included)."
+                if with_reference
+                else "."
+            )
         )
     elif default:
         text.append(
@@ -711,9 +715,10 @@ def choose_default(m: dict[str, float], entries: list[dict]) -> str | None:
 def report_default(rows: list[dict], entries: list[dict]) -> tuple[str | None, dict | None]:
     """The default model id (None: the traditional method), decided on the real-temporal sets when they were
     measured (with the chosen setting), else by the margin on the robustness hold-out."""
-    if real_rows(rows):
-        choice = choose_real_default(rows, entries)
-        return (choice["model"] if choice else None), choice
+    if real_rows(rows):  # the reference-free default; the with-reference one is the manifest's default_with_reference
+        choice = choose_real_default(rows, entries, reference=False)
+        zoo_model = choice is not None and choice["model"] not in PICKABLE_TRADITIONAL
+        return (choice["model"] if zoo_model else None), choice
     robust = default_margins(rows)
     return (choose_default(robust, entries) if robust else None), None
 
@@ -741,6 +746,20 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
     drop_failing_int8(zoo, manifest, rows)
     m, robust = margins(rows), default_margins(rows)
     default, real_choice = report_default(rows, manifest["models"])
+    with_reference = choose_real_default(rows, manifest["models"], reference=True) if real_rows(rows) else None
+    for key, choice in (("default_with_reference", with_reference), ("default_without_reference", real_choice)):
+        if choice is None:
+            manifest.pop(key, None)
+            continue
+        manifest[key] = {  # core.models.default_model reads default_with_reference; both are on record
+            "model": choice["model"],
+            "sampler": choice["row"].get("sampler"),
+            "steps": choice["row"].get("steps"),
+            "strength": choice["row"].get("strength") or 1.0,
+            "real_temporal_worst_margin_db": round(choice["worst_margin_db"], 3),
+            "worst_case_at": choice["where"],
+            "decided_on": "real-temporal sets (make report)",
+        }
     for entry in manifest["models"]:
         levels = speed_levels(rows, entry["id"])
         if levels:

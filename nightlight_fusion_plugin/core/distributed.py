@@ -344,7 +344,7 @@ def fuse_blocks(
     if options.block_rows < 1:
         raise InputError(f"--block-rows must be at least 1, got {options.block_rows}.")
     # the same preparation as fuse(): inputs, output, grid, mask, checks, intercalibration
-    entry = model_entry(request.model)
+    entry = model_entry(request.model, with_reference=bool(request.viirs))
     block_rows = options.block_rows
     if entry.zoo is None:  # whole fuse() read windows (request.block_size rows): every block reads what fuse() reads
         block_rows = max(1, round(block_rows / request.block_size)) * request.block_size

@@ -112,7 +112,7 @@ def fuse(
         if is_cancelled is not None and is_cancelled():
             raise CancelledError("Cancelled by the user; no output was written.")
 
-    entry = model_entry(request.model)
+    entry = model_entry(request.model, with_reference=bool(request.viirs))
     dmsp = inspect_raster(request.dmsp, "DMSP")
     viirs = inspect_raster(request.viirs, "VIIRS") if request.viirs else None
     inputs = [request.dmsp, request.viirs or ""]

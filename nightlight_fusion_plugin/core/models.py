@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InputError
-from .zoo import ZooModel, load_manifest
+from .zoo import ZooModel, load_manifest, load_reference_default
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,22 @@ def available_models() -> list[ModelEntry]:
     return entries
 
 
-def default_model() -> ModelEntry:
-    return next(m for m in available_models() if m.default)
+def default_model(with_reference: bool = False) -> ModelEntry:
+    """The recommended model: with a VIIRS reference, the manifest's `default_with_reference` (decided on real
+    imagery by `make report`, where copying or rescaling the reference is hard to beat); else the zoo's default
+    (the baseline when the zoo has none)."""
+    models = available_models()
+    if with_reference:
+        wanted = load_reference_default()
+        match = next((m for m in models if m.id == wanted), None)
+        if match is not None:
+            return match
+    return next(m for m in models if m.default)
 
 
-def model_entry(model_id: str | None) -> ModelEntry:
+def model_entry(model_id: str | None, with_reference: bool = False) -> ModelEntry:
     if not model_id:
-        return default_model()
+        return default_model(with_reference)
     models = available_models()
     for entry in models:
         if entry.id == model_id:

@@ -69,6 +69,17 @@ class ZooModel:
         return levels[level]
 
 
+def load_reference_default(zoo_dir: str | os.PathLike | None = None) -> str | None:
+    """The model `make report` recommends when a VIIRS reference is given (it may be a traditional method such
+    as reference-change): the manifest's `default_with_reference`, or None."""
+    zoo = Path(zoo_dir) if zoo_dir else Path(os.environ.get("NLF_MODEL_ZOO", ZOO_DIR))
+    try:
+        value = json.loads((zoo / MANIFEST).read_text()).get("default_with_reference")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return value.get("model") if isinstance(value, dict) else None
+
+
 def load_manifest(zoo_dir: str | os.PathLike | None = None) -> list[ZooModel]:
     """All zoo models; [] when there is no manifest (a plugin without bundled models still works)."""
     zoo = Path(zoo_dir) if zoo_dir else Path(os.environ.get("NLF_MODEL_ZOO", ZOO_DIR))

@@ -191,7 +191,10 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             if not rect.isNull():
                 self._extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
                 self._extent_crs = crs.toWkt() if crs.isValid() else None
-        self._model = self.parameterAsEnumString(parameters, self.MODEL, context) or None
+        # MODEL left out (qgis_process, scripts): the engine's recommendation for these inputs, which with a VIIRS
+        # reference is the manifest's default_with_reference, not the enum's reference-free default.
+        given = parameters.get(self.MODEL) not in (None, "")
+        self._model = (self.parameterAsEnumString(parameters, self.MODEL, context) or None) if given else None
         self._seed = self.parameterAsInt(parameters, self.SEED, context)
         self._speed = self._optional_int(parameters, self.SPEED, context)
         self._sampler = self.parameterAsEnumString(parameters, self.SAMPLER, context) or None

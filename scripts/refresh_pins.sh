@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REQUIREMENTS=(requirements.txt requirements-dev.txt requirements-training.txt)  # what setup.sh installs
+REQUIREMENTS=(requirements.txt requirements-dev.txt requirements-training.txt requirements-dask.txt)  # what setup.sh installs
 LOCK=constraints.txt
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nlf-pins.XXXXXX")

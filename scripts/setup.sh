@@ -27,11 +27,12 @@ fi
 # see scripts/refresh_pins.sh); requirements*.txt say what is wanted, the lock which release of it.
 # Re-running on a ready machine is quick: pip is only called when a requirements file or the lock changed.
 stamp=.venv/.nlf-setup-stamp
-want=$(cat constraints.txt requirements-dev.txt requirements.txt ${1:+requirements-training.txt} | sha1sum | cut -c1-40)
+want=$(cat constraints.txt requirements-dev.txt requirements.txt ${1:+requirements-training.txt requirements-dask.txt} | sha1sum | cut -c1-40)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt
   if [ "${1:-}" = "training" ]; then
-    .venv/bin/python -m pip install -q -c constraints.txt -r requirements-training.txt
+    # training extras and the optional Dask scale-out (its tests run in make test)
+    .venv/bin/python -m pip install -q -c constraints.txt -r requirements-training.txt -r requirements-dask.txt
   fi
   echo "$want" > "$stamp"
 fi

@@ -22,7 +22,7 @@ from packaging.version import Version
 
 LOCK = Path(os.environ.get("NLF_PINS_LOCK") or REPO / "constraints.txt")
 # the files scripts/setup.sh installs (and scripts/refresh_pins.sh locks)
-REQUIREMENT_FILES = ["requirements.txt", "requirements-dev.txt", "requirements-training.txt"]
+REQUIREMENT_FILES = ["requirements.txt", "requirements-dev.txt", "requirements-training.txt", "requirements-dask.txt"]
 
 
 def _lines(path: Path) -> list[str]:

@@ -49,7 +49,7 @@ default-curve: setup
 bench: setup-training
 	PYTHONPATH=. $(PY) -m benchmarks.bench_simulator
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine
-	PYTHONPATH=. $(PY) -m benchmarks.bench_engine --model diffusion-int8 --section "engine, diffusion-int8"
+	PYTHONPATH=. $(PY) -m benchmarks.bench_engine --model diffusion-fp32 --section "engine, diffusion-fp32"
 	PYTHONPATH=. $(PY) -m benchmarks.bench_dask && PYTHONPATH=. $(PY) -m benchmarks.bench_series
 
 ## The design-space report (docs/design_space.md) and measured speed levels written into model_zoo/manifest.json.

@@ -124,7 +124,7 @@ def test_missing_rasterio_is_reported_with_install_instructions(processing_run, 
 
     provider = NightlightFusionProvider()
     provider.loadAlgorithms()
-    assert len(provider.algorithms()) == 3
+    assert len(provider.algorithms()) == 4
 
 
 def test_fuse_with_a_zoo_model_speed_ensemble_uncertainty_device(processing_run, use_zoo, sample, tmp_path):
@@ -214,9 +214,9 @@ def test_fuse_report_and_qa(processing_run, sample, tmp_path):
     )
     assert result["REPORT"] == str(report)
     text = report.read_text()
-    from nightlight_fusion_plugin.core.zoo import load_manifest
+    from nightlight_fusion_plugin.core.models import default_model
 
-    default = next((m.id for m in load_manifest() if m.default), "baseline")
+    default = default_model(with_reference=True).id  # MODEL left out: the recommendation for runs with a reference
     assert "data:image/png;base64," in text and "Pearson r" in text and default in text  # names the method that ran
     assert 0.5 < result["QA_PEARSON_R"] <= 1.0
     assert result["SECONDS"] > 0

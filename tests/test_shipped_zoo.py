@@ -36,9 +36,12 @@ def test_manifest_files_cards_and_variants():
     assert sum(m.default for m in MODELS) <= 1
     families = {m.family for m in MODELS}
     assert {"unet", "diffusion", "flow_matching"} <= families
-    for family in ("diffusion", "flow_matching"):
-        precisions = {m.precision for m in MODELS if m.family == family}
-        assert {"fp32", "int8"} <= precisions, family
+    manifest = {e["id"]: e for e in json.loads((ZOO_DIR / "manifest.json").read_text())["models"]}
+    for family in ("unet", "diffusion", "flow_matching"):
+        assert "fp32" in {m.precision for m in MODELS if m.family == family}, family
+    for m in MODELS:  # an int8 model ships only if it kept its fp32 model's quality on real imagery
+        if m.precision == "int8":
+            assert manifest[m.id]["real_imagery_int8_gate"]["passes"], m.id
     for m in MODELS:
         assert m.path.is_file(), m.file
         assert sha256_of(m.path) == m.sha256, m.id
@@ -85,8 +88,12 @@ def test_fuse_sao_tome_with_every_shipped_model(model_id, real_data, tmp_path):
 
 
 def test_fuse_defaults_to_the_recommended_model(sample, tmp_path):
-    default = next((m for m in MODELS if m.default), None)
-    out = tmp_path / "fused.tif"
-    cli("fuse", "--dmsp", sample["dmsp"], "--viirs", sample["reference"], "--output", out)
-    with rasterio.open(out) as src:
-        assert src.tags().get("NLF_METHOD") == (default.id if default else "baseline")
+    """Without --model: the manifest's default_with_reference when a reference is given, else its default."""
+    payload = json.loads((ZOO_DIR / "manifest.json").read_text())
+    default = next((m.id for m in MODELS if m.default), "baseline")
+    with_reference = (payload.get("default_with_reference") or {}).get("model", default)
+    for viirs, expected in ((sample["reference"], with_reference), (None, default)):
+        out = tmp_path / f"fused_{expected}.tif"
+        cli("fuse", "--dmsp", sample["dmsp"], *(["--viirs", viirs] if viirs else []), "--output", out)
+        with rasterio.open(out) as src:
+            assert src.tags().get("NLF_METHOD") == expected

@@ -103,10 +103,12 @@ def triangle_layer():
 
 
 # --- inputs ------------------------------------------------------------------------------------------
-def default_model_id() -> str:
-    from nightlight_fusion_plugin.core.zoo import load_manifest
+def default_model_id(with_reference: bool = True) -> str:
+    """The model the dialog preselects; the tests' layers include a VIIRS reference."""
+    from nightlight_fusion_plugin.core.models import default_model
 
-    return next((m.id for m in load_manifest() if m.default), "baseline")
+    entry = default_model(with_reference)
+    return entry.variant_of or entry.id
 
 
 def test_guesses_inputs_and_prefills_satellite_year(dialog, layers):
@@ -115,7 +117,11 @@ def test_guesses_inputs_and_prefills_satellite_year(dialog, layers):
     assert dialog.advanced_panel.satellite_edit.text() == "F15" and dialog.advanced_panel.year_spin.value() == 2005
     params = dialog.parameters()
     assert params["SATELLITE"] == "F15" and params["YEAR"] == 2005
-    assert params["MODEL"] == default_model_id()  # the zoo's recommended model preselected, else the baseline
+    assert params["MODEL"] == default_model_id()  # the recommendation for runs with a reference preselected
+    dialog.viirs_combo.setLayer(None)
+    assert dialog.parameters()["MODEL"] == default_model_id(with_reference=False)  # no reference: the zoo's default
+    dialog.viirs_combo.setLayer(viirs)
+    assert dialog.parameters()["MODEL"] == default_model_id()
     dialog.advanced_panel.satellite_edit.setText("F16")
     assert dialog.parameters()["SATELLITE"] == "F16"  # editable
 

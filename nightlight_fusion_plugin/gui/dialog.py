@@ -101,6 +101,7 @@ class FuseDialog(QDialog):
             panel.setEnabled(has_rasters and not running)
         inputs.show_warning(has_rasters)
         area.set_inputs(inputs.dmsp_layer(), inputs.viirs_layer())
+        model.recommend_for(inputs.viirs_layer() is not None)
         reason = ""
         if not has_rasters:
             reason = self.tr(

@@ -49,6 +49,8 @@ class ModelPanel(QGroupBox):
         self.measure_task = None
         self.details_dialog = None
         self.onnx_available = True
+        self.user_picked_model = False  # once the user picks a model, the inputs no longer change it
+        self.recommended_with_reference = False
         self.model_combo = QComboBox(self)
         self.model_combo.setToolTip(tr("Fusion model: a traditional method or a model of the bundled zoo"))
         self.details_button = QPushButton(tr("Details…"), self)
@@ -99,6 +101,7 @@ class ModelPanel(QGroupBox):
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.precision_combo.currentIndexChanged.connect(self._on_variant_changed)
         self.speed_slider.valueChanged.connect(self.changed)
+        self.model_combo.activated.connect(self._on_user_picked)  # activated: by the user only, not by code
 
     # --- the models ----------------------------------------------------------------------------------
     def _fill_models(self) -> None:
@@ -130,6 +133,25 @@ class ModelPanel(QGroupBox):
             wanted = next((m.id for m in bases if m.zoo is None), "baseline")
         self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(wanted)))
         self._on_model_changed()
+
+    def _on_user_picked(self, *args) -> None:
+        self.user_picked_model = True
+
+    def recommend_for(self, with_reference: bool) -> None:
+        """Pre-select the recommended model for the inputs (with a VIIRS reference: the manifest's
+        default_with_reference, decided on real imagery) until the user picks a model themselves."""
+        if self.user_picked_model or with_reference == self.recommended_with_reference:
+            return
+        self.recommended_with_reference = with_reference
+        try:
+            wanted = default_model(with_reference)
+        except FusionError:
+            return
+        if wanted.zoo is not None and not self.onnx_available:
+            return
+        index = self.model_combo.findData(wanted.variant_of or wanted.id)
+        if index >= 0 and index != self.model_combo.currentIndex():
+            self.model_combo.setCurrentIndex(index)
 
     def _runtime_problem(self) -> str:
         return self.tr(

@@ -163,6 +163,9 @@ def test_manifest_default_agrees_with_the_report():
     default, _ = report_default(rows, manifest["models"])
     shipped_default = next((m["id"] for m in manifest["models"] if m.get("default")), None)
     assert shipped_default == default
+    if any(r["set"].startswith("real_") for r in rows):  # and the recommendation for runs with a reference
+        with_reference = choose_real_default(rows, manifest["models"], reference=True)
+        assert manifest["default_with_reference"]["model"] == with_reference["model"]
 
 
 def test_int8_without_variant_of_is_gated_against_its_fp32_export_by_name():

@@ -6,7 +6,8 @@ may upgrade the numpy that QGIS's bindings are built against. So the installer r
 `pip install --target <plugin folder>/_deps/<python tag> --no-deps` for exactly the packages that are not
 importable, never numpy/GDAL/PyQt, and the plugin appends that folder to `sys.path` (at import time, so a
 later QGIS start finds it). Pure standard library: used by the CLI (`doctor`), the Processing error text and
-the QGIS dialog (gui/installer.py), which runs `install` in a QgsTask.
+the QGIS dialog (gui/installer.py), which runs `install` in a QgsTask. The installing itself is
+core/pip_install.py; its public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,15 +16,11 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
-import platform
 import re
-import shutil
-import subprocess
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -179,321 +176,6 @@ def missing_requirements(dependency: Dependency, is_importable: Callable[[str], 
     return [r for r in wanted if r.dist.lower() not in PROTECTED and not is_importable(r.module)]
 
 
-# --- which interpreter -------------------------------------------------------------------------------------
-
-
-def _looks_like_python(path: str) -> bool:
-    name = os.path.basename(path).lower()
-    return bool(re.fullmatch(r"python(\d+(\.\d+)?)?(w)?(\.exe)?", name))
-
-
-def interpreter_candidates(
-    executable: str | None = None,
-    base_executable: str | None = None,
-    exec_prefix: str | None = None,
-    version_info: Sequence[int] = sys.version_info,
-    windows: bool | None = None,
-) -> list[str]:
-    """Paths that may be QGIS's Python, best first. sys.executable is qgis(.exe) itself inside QGIS on
-    Windows and macOS, so the interpreter is looked for next to the exec prefix too."""
-    executable = sys.executable if executable is None else executable
-    base_executable = getattr(sys, "_base_executable", None) if base_executable is None else base_executable
-    exec_prefix = sys.exec_prefix if exec_prefix is None else exec_prefix
-    windows = os.name == "nt" if windows is None else windows
-    major, minor = version_info[0], version_info[1]
-    candidates = [p for p in (executable, base_executable) if p and _looks_like_python(p)]
-    if exec_prefix:
-        prefix = Path(exec_prefix)
-        if windows:  # OSGeo4W: apps\Python3xx\python.exe; the standalone installer likewise
-            names = [prefix / "python.exe", prefix / "python3.exe", prefix / "bin" / "python.exe"]
-        else:  # Linux, and QGIS.app's Contents/MacOS/bin or Frameworks/.../bin
-            names = [prefix / "bin" / f"python{major}.{minor}", prefix / "bin" / f"python{major}", prefix / "bin" / "python"]
-        candidates += [str(p) for p in names]
-    for name in (f"python{major}.{minor}", f"python{major}", "python"):
-        found = shutil.which(name)
-        if found:
-            candidates.append(found)
-    unique: list[str] = []
-    for c in candidates:
-        if c not in unique:
-            unique.append(c)
-    return unique
-
-
-VERSION_PROBE = "import sys; print(sys.version)"
-
-
-def probe_interpreter(path: str, run: Callable = subprocess.run, timeout: float = 30) -> str | None:
-    """sys.version of `path` when it runs, else None."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        done = run([path, "-c", VERSION_PROBE], capture_output=True, text=True, timeout=timeout, **_no_window())
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0 or not done.stdout.strip():
-        return None
-    return done.stdout.strip()
-
-
-def find_interpreter(
-    candidates: Sequence[str] | None = None, version_info: Sequence[int] = sys.version_info, run: Callable = subprocess.run
-) -> str | None:
-    """The first candidate that runs and is the running Python's version (wheels are per major.minor)."""
-    want = [str(version_info[0]), str(version_info[1])]
-    for path in interpreter_candidates() if candidates is None else candidates:
-        version = probe_interpreter(path, run)  # "3.11.2 (main, Apr 28 2025, ...) [GCC 12.2.0]"
-        if version is not None and version.split()[0].split(".")[:2] == want:
-            return path
-    return None
-
-
-def _no_window() -> dict:
-    # QGIS on Windows would flash a console window for each subprocess
-    return {"creationflags": subprocess.CREATE_NO_WINDOW} if os.name == "nt" else {}
-
-
-# --- the pip command --------------------------------------------------------------------------------------
-
-
-def numpy_version() -> str | None:
-    try:
-        import numpy
-
-        return numpy.__version__
-    except ImportError:
-        return None
-
-
-def constraints_text(numpy: str | None) -> str:
-    """Pins what QGIS ships to the running versions: a stray dependency can never replace them."""
-    return f"numpy=={numpy}\n" if numpy else ""
-
-
-def pip_command(
-    python: str,
-    target: Path,
-    requirements: Sequence[str],
-    constraints: Path | None = None,
-    find_links: Sequence[Path] = (),
-    wheels: Sequence[Path] = (),
-) -> list[str]:
-    """pip into `target` only, no dependency resolution (the caller lists what is missing), no upgrade of
-    anything outside the target. Offline wheels: files given explicitly and folders searched by pip."""
-    command = [
-        python,
-        "-m",
-        "pip",
-        "install",
-        "--target",
-        os.fspath(target),
-        "--no-deps",
-        "--only-binary",
-        ":all:",  # never compile onnxruntime or rasterio from source in a user's QGIS
-        "--no-input",
-        "--disable-pip-version-check",
-        "--no-warn-script-location",
-        "--progress-bar",
-        "off",
-    ]
-    if constraints is not None:
-        command += ["--constraint", os.fspath(constraints)]
-    for folder in find_links:
-        command += ["--find-links", os.fspath(folder)]
-    return command + [os.fspath(w) for w in wheels] + list(requirements)
-
-
-# --- offline help ------------------------------------------------------------------------------------------
-
-OFFLINE_PATTERNS = (
-    "No matching distribution found",
-    "Could not find a version that satisfies",
-    "Failed to establish a new connection",
-    "Temporary failure in name resolution",
-    "Name or service not known",
-    "NewConnectionError",
-    "ConnectTimeoutError",
-    "ProxyError",
-    "Network is unreachable",
-    "Connection refused",
-    "getaddrinfo failed",
-    "SSLError",
-)
-
-
-def looks_offline(log: str) -> bool:
-    return any(p in log for p in OFFLINE_PATTERNS)
-
-
-def platform_tag_pattern(system: str | None = None, machine: str | None = None) -> str:
-    """The wheel platform tag pip accepts here, as a pattern (the glibc/macOS version varies by release)."""
-    system = (system or platform.system()).lower()
-    machine = (machine or platform.machine()).lower()
-    if system == "windows":
-        return "win_arm64" if machine in ("arm64", "aarch64") else "win_amd64"
-    if system == "darwin":
-        return f"macosx_*_{'arm64' if machine in ('arm64', 'aarch64') else 'x86_64'} (or macosx_*_universal2)"
-    return f"manylinux_*_{'aarch64' if machine in ('arm64', 'aarch64') else 'x86_64'}"
-
-
-def wheel_pattern(
-    requirement: Requirement,
-    binary: bool,
-    version_info: Sequence[int] = sys.version_info,
-    system: str | None = None,
-    machine: str | None = None,
-) -> str:
-    """e.g. onnxruntime-1.32.0-cp311-cp311-manylinux_*_x86_64.whl; pure packages: name-*-py3-none-any.whl."""
-    pinned = re.fullmatch(r"[A-Za-z0-9_.-]+==([A-Za-z0-9_.]+)", requirement.spec or "")
-    version = pinned.group(1) if pinned else "*"
-    name = requirement.dist.replace("-", "_")
-    if binary:
-        tag = python_tag(version_info)
-        return f"{name}-{version}-{tag}-{tag}-{platform_tag_pattern(system, machine)}.whl"
-    return f"{name}-{version}-*.whl"
-
-
-def offline_message(
-    dependency: Dependency,
-    requirements: Sequence[Requirement],
-    target: Path,
-    wheels: Path,
-    version_info: Sequence[int] = sys.version_info,
-    system: str | None = None,
-    machine: str | None = None,
-) -> str:
-    """What to download, from where, where to put it and how to install it, when pip reaches no index."""
-    lines = [
-        f"pip could not download {dependency.name} (no connection to the package index?). "
-        f"Download these wheels on a machine with internet access:",
-    ]
-    for r in requirements:
-        binary = dependency.binary and r.dist == dependency.package.dist
-        # protobuf ships per-platform (abi3) wheels too; any wheel pip accepts here will do
-        pinned = r.spec.split("==")[1] + "/" if "==" in r.spec else ""
-        lines.append(f"  {wheel_pattern(r, binary, version_info, system, machine)}   from {PYPI}/{r.dist}/{pinned}#files")
-    lines += [
-        f"Put them into {wheels} and press Install again (Plugins › Nightlight Fusion › Install dependencies…),",
-        "or install a downloaded file with the dialog's 'Install from file…' or "
-        "`python -m nightlight_fusion_plugin doctor --install --wheel FILE`.",
-        f"They are installed into {target} (QGIS's numpy, GDAL and PyQt are left as they are).",
-    ]
-    return "\n".join(lines)
-
-
-# --- installing --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class InstallResult:
-    ok: bool
-    message: str
-    log: str = ""
-    command: list[str] = field(default_factory=list)
-    restart_needed: bool = False
-    offline: bool = False
-
-
-def _merge(staging: Path, target: Path, dists: Sequence[str]) -> None:
-    """Move what pip wrote into the target, replacing older copies (pip --target would skip them)."""
-    target.mkdir(parents=True, exist_ok=True)
-    normalized = {re.sub(r"[-_.]+", "_", d).lower() for d in dists}
-    for info in target.glob("*.dist-info"):  # an older release's metadata would shadow the new one
-        if re.sub(r"[-_.]+", "_", info.name.split("-")[0]).lower() in normalized:
-            shutil.rmtree(info, ignore_errors=True)
-    for entry in staging.iterdir():
-        dest = target / entry.name
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        elif dest.exists() or dest.is_symlink():
-            dest.unlink()
-        shutil.move(os.fspath(entry), os.fspath(dest))
-
-
-def install(
-    dependency: Dependency = ONNXRUNTIME,
-    target: Path | None = None,
-    wheels: Sequence[Path] = (),
-    python: str | None = None,
-    log: Callable[[str], None] = lambda line: None,
-    is_cancelled: Callable[[], bool] = lambda: False,
-    plugin_dir: Path = PLUGIN_DIR,
-) -> InstallResult:
-    """Install `dependency` (and its missing requirements) into the plugin-local folder with QGIS's own
-    interpreter, streaming pip's output to `log`; then make it importable in this process if possible."""
-    target = deps_folder(plugin_dir) if target is None else Path(target)
-    wheel_dir = wheel_folder(plugin_dir)
-    requirements = missing_requirements(dependency)
-    if not requirements and not wheels:
-        status = check(dependency)
-        if status.available:
-            return InstallResult(True, f"{dependency.name} {status.version} is already installed ({status.location}).")
-        requirements = [dependency.package]  # importable module found but broken: reinstall it
-    python = python or find_interpreter()
-    if python is None:
-        return InstallResult(
-            False,
-            "Cannot find QGIS's Python interpreter to run pip (looked at: "
-            + ", ".join(interpreter_candidates())
-            + "). Install the packages by hand: "
-            + " ".join(r.pip_spec for r in requirements),
-        )
-    wheel_files = [Path(w).resolve() for w in wheels]
-    wheel_dists = {re.sub(r"[-_.]+", "_", w.name.split("-")[0]).lower() for w in wheel_files}
-    names = [r.pip_spec for r in requirements if re.sub(r"[-_.]+", "_", r.dist).lower() not in wheel_dists]
-    find_links = [p for p in {*(w.parent for w in wheel_files), wheel_dir} if p.is_dir()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=target.parent) as tmp:
-        staging, constraints = Path(tmp) / "site", Path(tmp) / "constraints.txt"
-        constraints.write_text(constraints_text(numpy_version()), encoding="utf-8")
-        command = pip_command(python, staging, names, constraints, sorted(find_links), wheel_files)
-        lines: list[str] = []
-        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONNOUSERSITE": "1"}
-        env.pop("PYTHONPATH", None)  # pip needs nothing from QGIS's path, and a stray package there could break it
-        log("$ " + " ".join(command))
-        try:
-            proc = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **_no_window()
-            )
-        except OSError as exc:
-            return InstallResult(False, f"Cannot run {python} ({exc}).", command=command)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            log(lines[-1])
-            if is_cancelled():
-                proc.kill()
-                proc.wait()
-                return InstallResult(False, "Cancelled; nothing was installed.", "\n".join(lines), command)
-        code = proc.wait()
-        text = "\n".join(lines)
-        if code != 0:
-            if looks_offline(text):
-                message = offline_message(dependency, requirements, target, wheel_dir)
-                return InstallResult(False, message, text, command, offline=True)
-            tail = "\n".join(lines[-15:])
-            return InstallResult(False, f"pip failed (exit code {code}); nothing was installed:\n{tail}", text, command)
-        _merge(staging, target, [r.dist for r in requirements] + sorted(wheel_dists))
-    return _activate_after_install(dependency, target, text, command)
-
-
-def _activate_after_install(dependency: Dependency, target: Path, text: str, command: list[str]) -> InstallResult:
-    add_to_sys_path(target)
-    importlib.invalidate_caches()
-    status = check(dependency)
-    if status.available:
-        return InstallResult(
-            True, f"Installed {dependency.name} {status.version} into {target}; it is ready (no restart needed).", text, command
-        )
-    return InstallResult(
-        True,
-        f"Installed {dependency.name} into {target}; restart QGIS to use it ({status.error}).",
-        text,
-        command,
-        restart_needed=True,
-    )
-
-
 def startup_message(statuses: Sequence[Status]) -> str | None:
     """The one line the plugin shows at start-up when something is missing (None when all is there)."""
     absent = [s.name for s in statuses if not s.available]
@@ -514,3 +196,23 @@ def install_hint(module: str) -> str:
         f"{'onnxruntime==' + ONNXRUNTIME_VERSION if module == 'onnxruntime' else module} into {deps_folder()} "
         "without touching QGIS's numpy"
     )
+
+
+# The installer proper lives in pip_install.py (it needs the definitions above, hence at the end).
+from .pip_install import (  # noqa: E402, F401 (re-exported: the CLI, the dialog and tests use deps.install etc.)
+    OFFLINE_PATTERNS,
+    VERSION_PROBE,
+    InstallResult,
+    constraints_text,
+    find_interpreter,
+    install,
+    interpreter_candidates,
+    looks_offline,
+    numpy_version,
+    offline_message,
+    pip_command,
+    platform_tag_pattern,
+    probe_interpreter,
+    wheel_pattern,
+)
+

@@ -19,7 +19,6 @@ single-process path never need it. Workers load their onnxruntime session once p
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -37,9 +36,9 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from .errors import CancelledError, FusionError, InputError
-from .grids import AlignedReader, Grid, RasterInfo, inspect_raster, output_grid
+from .grids import AlignedReader, Grid, RasterInfo
 from .intercalibration import Intercalibration
-from .output import GTIFF_OPTIONS, check_output_path, overview_factors
+from .output import GTIFF_OPTIONS, overview_factors
 
 BLOCK_ROWS = 512
 GDAL_CACHE_MB = 64
@@ -332,8 +331,7 @@ def fuse_blocks(
     """`fuse()` in blocks of rows: on a Dask `client` (or the cluster `options` ask for), else in this process;
     resumable (`options.resume`). The finished raster's band equals `fuse()`'s for the same request.
     `fail_after` (tests): stop as a dying cluster would after that many new blocks."""
-    from .fuse import FuseResult, check_dmsp_values, plugin_version, resolve_intercalibration
-    from .mask import load_mask
+    from .fuse import prepare
     from .models import model_entry
 
     options = options or ClusterOptions()
@@ -343,37 +341,16 @@ def fuse_blocks(
         raise InputError("--uncertainty is not available with --workers/--scheduler/--resume yet; run without them for it.")
     if options.block_rows < 1:
         raise InputError(f"--block-rows must be at least 1, got {options.block_rows}.")
-    # the same preparation as fuse(): inputs, output, grid, mask, checks, intercalibration
+    # the same preparation as fuse() (fuse.prepare): inputs, output, grid, mask, checks, intercalibration
     entry = model_entry(request.model, with_reference=bool(request.viirs))
     block_rows = options.block_rows
     if entry.zoo is None:  # whole fuse() read windows (request.block_size rows): every block reads what fuse() reads
         block_rows = max(1, round(block_rows / request.block_size)) * request.block_size
-    dmsp = inspect_raster(request.dmsp, "DMSP")
-    viirs = inspect_raster(request.viirs, "VIIRS") if request.viirs else None
-    output = check_output_path(request.output, [request.dmsp, request.viirs or ""], request.overwrite)
-    template = inspect_raster(request.grid_like, "grid template") if request.grid_like else viirs
-    polygons = load_mask(request.mask) if request.mask else None
-    extent, extent_crs = request.extent, request.extent_crs
-    if polygons is not None and extent is None:
-        extent, extent_crs = polygons.bounds, polygons.crs.to_wkt()
-    grid = output_grid(dmsp, template, extent, extent_crs)
-    mask = polygons.on(grid) if polygons is not None else None
-    check_dmsp_values(dmsp, grid)
-    intercal = resolve_intercalibration(dmsp.path, request.satellite, request.year)
-    tags = {
-        "NLF_METHOD": entry.id,
-        "NLF_MODEL_FAMILY": entry.family,
-        "NLF_DMSP": os.path.abspath(dmsp.path),
-        "NLF_VIIRS": os.path.abspath(viirs.path) if viirs else "",
-        "NLF_SEED": str(request.seed),
-        "NLF_CREATED": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}",
-        "NLF_INTERCALIBRATION": intercal.describe(),
-        "NLF_BLOCK_ROWS": str(block_rows),
-    }
-    if polygons is not None:
-        tags["NLF_MASK"] = f"{len(polygons.geometries)} polygon(s); pixels outside are nodata"
-    result = FuseResult(str(output), entry.id, grid, 0.0, [f"Intercalibration: {intercal.describe()}"], tags)
+    job = prepare(request)
+    dmsp, viirs, output, grid, mask, intercal, result = (
+        job.dmsp, job.viirs, job.output, job.grid, job.mask, job.intercal, job.result
+    )
+    result.tags["NLF_BLOCK_ROWS"] = str(block_rows)
     spec = _block_spec(request, options, entry, dmsp, viirs, grid, intercal, result)
 
     journal = BlockJournal(output, _fingerprint(request, spec, block_rows))
@@ -432,7 +409,7 @@ def fuse_blocks(
             ) from exc
         check_cancel()
         report(0.95, "Building overviews")
-        _finish(journal, grid, tags, "VIIRS-like radiance (nW/cm2/sr)")
+        _finish(journal, grid, result.tags, "VIIRS-like radiance (nW/cm2/sr)")
     report(1.0, "Done")
     result.seconds = time.perf_counter() - started
     return result

@@ -9,6 +9,7 @@ import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import rasterio
@@ -20,9 +21,9 @@ from .baseline import TraditionalFusion
 from .calibration import RadianceCurve
 from .errors import CancelledError, InputError
 from .grids import AlignedReader, Bounds, Grid, MeanReader, RasterInfo, inspect_raster, output_grid, value_range
-from .intercalibration import DN_SATURATED, intercalibration_for, parse_satellite_year
+from .intercalibration import DN_SATURATED, Intercalibration, intercalibration_for, parse_satellite_year
 from .mask import load_mask
-from .models import REFERENCE_CHANGE, model_entry
+from .models import REFERENCE_CHANGE, ModelEntry, model_entry
 from .output import RasterWriter, check_output_path
 
 ProgressCallback = Callable[[float, str], None]
@@ -99,27 +100,28 @@ def grid_bounds_in(grid: Grid, crs: CRS) -> Bounds:
     return grid.bounds if grid.crs == crs else tuple(transform_bounds(grid.crs, crs, *grid.bounds, densify_pts=21))
 
 
-def fuse(
-    request: FuseRequest,
-    progress: ProgressCallback | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
-) -> FuseResult:
-    """Fuse DMSP (and optionally a VIIRS reference) into a VIIRS-like radiance GeoTIFF."""
-    started = time.perf_counter()
-    report = progress or (lambda fraction, message: None)
+@dataclass
+class PreparedRun:
+    """What every fuse path settles before reading a pixel: the method, inputs, checked output path, output grid,
+    polygon mask, intercalibration, and the result (tags, notes) to fill."""
 
-    def check_cancel() -> None:
-        if is_cancelled is not None and is_cancelled():
-            raise CancelledError("Cancelled by the user; no output was written.")
+    entry: ModelEntry
+    dmsp: RasterInfo
+    viirs: RasterInfo | None
+    output: Path
+    grid: Grid
+    mask: object | None
+    intercal: Intercalibration
+    result: FuseResult
 
+
+def prepare(request: FuseRequest) -> PreparedRun:
+    """Inputs, output, grid, mask, checks and intercalibration of a request: shared by fuse() and the block
+    runner (core/distributed.py), so both write the same pixels with the same tags."""
     entry = model_entry(request.model, with_reference=bool(request.viirs))
     dmsp = inspect_raster(request.dmsp, "DMSP")
     viirs = inspect_raster(request.viirs, "VIIRS") if request.viirs else None
-    inputs = [request.dmsp, request.viirs or ""]
-    output = check_output_path(request.output, inputs, request.overwrite)
-    uncertainty = None
-    if request.uncertainty:
-        uncertainty = check_output_path(request.uncertainty, inputs + [str(output)], request.overwrite)
+    output = check_output_path(request.output, [request.dmsp, request.viirs or ""], request.overwrite)
     template = inspect_raster(request.grid_like, "grid template") if request.grid_like else viirs
     polygons = load_mask(request.mask) if request.mask else None
     extent, extent_crs = request.extent, request.extent_crs
@@ -142,6 +144,29 @@ def fuse(
     if polygons is not None:
         tags["NLF_MASK"] = f"{len(polygons.geometries)} polygon(s); pixels outside are nodata"
     result = FuseResult(str(output), entry.id, grid, 0.0, [f"Intercalibration: {intercal.describe()}"], tags)
+    return PreparedRun(entry, dmsp, viirs, output, grid, mask, intercal, result)
+
+
+def fuse(
+    request: FuseRequest,
+    progress: ProgressCallback | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> FuseResult:
+    """Fuse DMSP (and optionally a VIIRS reference) into a VIIRS-like radiance GeoTIFF."""
+    started = time.perf_counter()
+    report = progress or (lambda fraction, message: None)
+
+    def check_cancel() -> None:
+        if is_cancelled is not None and is_cancelled():
+            raise CancelledError("Cancelled by the user; no output was written.")
+
+    job = prepare(request)
+    entry, dmsp, viirs, output, grid, mask, intercal, result = (
+        job.entry, job.dmsp, job.viirs, job.output, job.grid, job.mask, job.intercal, job.result
+    )
+    uncertainty = None
+    if request.uncertainty:
+        uncertainty = check_output_path(request.uncertainty, [request.dmsp, request.viirs or "", str(output)], request.overwrite)
     report(0.0, f"Output grid {grid.width}×{grid.height} px ({grid.crs.to_string()})")
     # GDAL's block cache defaults to 5 % of RAM and fills with every block read: cap it so that memory does
     # not grow with the area (reads are windowed; nothing needs more than a few bands of blocks).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def test_a_scheduler_killed_mid_run_is_resumed_on_a_new_cluster(single, tmp_path
             if message.startswith("Block 2/"):
                 _kill(cluster)
 
-        with pytest.raises(FusionError, match="stopped after 2/8 blocks.*--resume"):
+        # blocks already in flight when the cluster dies may still land: at least the two before the kill
+        with pytest.raises(FusionError, match=r"stopped after [2-7]/8 blocks.*--resume"):
             with cluster_client(options) as client:
                 fuse_blocks(request(out, "unet-fp32", block_size=512), options, progress, client=client)
         assert not out.exists()
@@ -160,7 +162,7 @@ def test_a_scheduler_killed_mid_run_is_resumed_on_a_new_cluster(single, tmp_path
             result = fuse_blocks(request(out, "unet-fp32", block_size=512), resumed, client=client)
     finally:
         _kill(cluster)
-    assert any(n.startswith("Resumed: 2/8") for n in result.notes)
+    assert any(re.match(r"Resumed: [2-7]/8", n) for n in result.notes)
     assert np.array_equal(band(out), single["unet-fp32"], equal_nan=True)
 
 

@@ -429,7 +429,8 @@ def _block_spec(request, options, entry, dmsp, viirs, grid, intercal, result) ->
         result.notes.extend(method.notes)
         result.notes.append(f"Calibration: {method.curve.describe()}")
         return BlockSpec(dmsp, viirs, grid, intercal, request.seed, request.dmsp_resampling, request.block_size, method.curve)
-    from .generative import describe_sampler, sampling_plan
+    from .fuse import record_generative_run
+    from .generative import sampling_plan
 
     plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
     ensemble = request.ensemble or 1
@@ -438,25 +439,8 @@ def _block_spec(request, options, entry, dmsp, viirs, grid, intercal, result) ->
         request.device, threads, ensemble, request.batch_size,
     )  # fmt: skip
     method = _generative_method(spec)  # fails here, not on a worker, when this machine lacks the model
-    result.device, result.sampler = method.device, describe_sampler(plan)
     spec = dataclasses.replace(spec, device=method.device)  # workers run what the client resolved "auto" to
-    result.notes.extend(method.notes)
-    result.notes.append(
-        f"Model {entry.id} ({entry.family}, {entry.precision}) on {method.device}: {result.sampler}, ensemble {ensemble}"
-    )
-    result.tags.update(
-        {
-            "NLF_SAMPLER": plan.sampler or "one pass",
-            "NLF_STEPS": str(plan.steps),
-            "NLF_NFE": str(plan.nfe),
-            "NLF_STRENGTH": f"{plan.strength:g}",
-            "NLF_ENSEMBLE": str(ensemble),
-            "NLF_DEVICE": method.device,
-            "NLF_MODEL_SHA256": entry.zoo.sha256,
-        }
-    )
-    if entry.family == "normalizing_flow":
-        result.tags["NLF_TEMPERATURE"] = f"{plan.temperature:g}"
+    record_generative_run(result, entry, plan, ensemble, method)
     return spec
 
 

@@ -239,7 +239,7 @@ def _fuse_reference_change(request, dmsp, viirs, grid, intercal, output, result,
 def _fuse_generative(
     request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask=None
 ) -> None:
-    from .generative import GenerativeFusion, describe_sampler, prepare_lattice, sampling_plan
+    from .generative import GenerativeFusion, prepare_lattice, sampling_plan
     from .tiling import tile_rows
 
     plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
@@ -251,24 +251,7 @@ def _fuse_generative(
     method = GenerativeFusion(
         entry.zoo, plan, request.device, request.threads, ensemble, request.batch_size, request.cache_models
     )
-    result.device, result.sampler = method.device, describe_sampler(plan)
-    result.notes.extend(method.notes)
-    result.notes.append(
-        f"Model {entry.id} ({entry.family}, {entry.precision}) on {method.device}: {result.sampler}, ensemble {ensemble}"
-    )
-    result.tags.update(
-        {
-            "NLF_SAMPLER": plan.sampler or "one pass",
-            "NLF_STEPS": str(plan.steps),
-            "NLF_NFE": str(plan.nfe),
-            "NLF_STRENGTH": f"{plan.strength:g}",
-            "NLF_ENSEMBLE": str(ensemble),
-            "NLF_DEVICE": method.device,
-            "NLF_MODEL_SHA256": entry.zoo.sha256,
-        }
-    )
-    if entry.family == "normalizing_flow":  # its one knob: the latent's scale
-        result.tags["NLF_TEMPERATURE"] = f"{plan.temperature:g}"
+    record_generative_run(result, entry, plan, ensemble, method)
     lattice, extended, offset = prepare_lattice(grid, method.tile)
     tiles = sum(len(row) for row in tile_rows(grid, lattice))
     with ExitStack() as stack:
@@ -310,6 +293,30 @@ def _fuse_generative(
         if spread is not None:
             spread.finish()
             result.uncertainty = str(uncertainty)
+
+
+def record_generative_run(result: FuseResult, entry: ModelEntry, plan, ensemble: int, method) -> None:
+    """Notes and tags of a model run (sampler, steps, NFE, device, model file), the same for every fuse path."""
+    from .generative import describe_sampler
+
+    result.device, result.sampler = method.device, describe_sampler(plan)
+    result.notes.extend(method.notes)
+    result.notes.append(
+        f"Model {entry.id} ({entry.family}, {entry.precision}) on {method.device}: {result.sampler}, ensemble {ensemble}"
+    )
+    result.tags.update(
+        {
+            "NLF_SAMPLER": plan.sampler or "one pass",
+            "NLF_STEPS": str(plan.steps),
+            "NLF_NFE": str(plan.nfe),
+            "NLF_STRENGTH": f"{plan.strength:g}",
+            "NLF_ENSEMBLE": str(ensemble),
+            "NLF_DEVICE": method.device,
+            "NLF_MODEL_SHA256": entry.zoo.sha256,
+        }
+    )
+    if entry.family == "normalizing_flow":  # its one knob: the latent's scale
+        result.tags["NLF_TEMPERATURE"] = f"{plan.temperature:g}"
 
 
 def plugin_version() -> str:

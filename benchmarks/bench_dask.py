@@ -2,7 +2,7 @@
 LocalCluster, blocks of rows), on a synthetic area made by the project's sample code, plus where the
 single-process time goes (cProfile over fuse(): input reads and warps, the model, the output write).
 
-python -m benchmarks.bench_dask [--size 1024] [--model unet-int8] [--block-rows 256]
+python -m benchmarks.bench_dask [--size 1024] [--model unet-fp32] [--block-rows 256]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def phase_times(profile: cProfile.Profile) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="side of the synthetic VIIRS-grid area (px)")
-    parser.add_argument("--model", default="unet-int8")
+    parser.add_argument("--model", default="unet-fp32")
     parser.add_argument("--block-rows", type=int, default=256)
     parser.add_argument("--section", default="dask scale-out")
     args = parser.parse_args()

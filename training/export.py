@@ -124,9 +124,11 @@ INPUTS = {
 }
 
 
-def example_inputs(family: str, batch: int, size: int, timestep: float = 500.0, seed: int = 0) -> dict[str, np.ndarray]:
+def example_inputs(
+    family: str, batch: int, size: int, timestep: float = 500.0, seed: int = 0, channels: int = 3
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    cond = rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+    cond = rng.uniform(-1, 1, (batch, channels, size, size)).astype(np.float32)
     cond[:, 2] = 1.0
     x = rng.standard_normal((batch, 1, size, size)).astype(np.float32)
     if family == "unet":
@@ -134,6 +136,11 @@ def example_inputs(family: str, batch: int, size: int, timestep: float = 500.0, 
     if family == "normalizing_flow":
         return {"condition": cond, "latent": 0.8 * x}
     return {"sample": x, "timestep": np.full((batch,), timestep, np.float32), "condition": cond}
+
+
+def condition_channels(model) -> int:
+    """Condition channels the model takes: 3 (condition v1) or 4 (v2)."""
+    return int(getattr(model, "in_channels", 3))
 
 
 def multiple_of(model) -> int:
@@ -144,7 +151,7 @@ def multiple_of(model) -> int:
 
 def export_onnx(model, family: str, path: Path, tile: int) -> None:
     wrapper = WRAPPERS[family](model).eval()
-    inputs = example_inputs(family, 2, tile)
+    inputs = example_inputs(family, 2, tile, channels=condition_channels(model))
     dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in INPUTS[family] if name != "timestep"}
     if "timestep" in inputs:
         dynamic["timestep"] = {0: "batch"}
@@ -181,7 +188,7 @@ def parity(model, family: str, path: Path, tile: int) -> dict[str, float]:
     errors = {}
     for t in PARITY_TIMESTEPS if family in ("diffusion", "flow_matching") else (500.0,):
         for size in (tile, tile + multiple_of(model)):
-            inputs = example_inputs(family, 2, size, t, seed=int(t))
+            inputs = example_inputs(family, 2, size, t, seed=int(t), channels=condition_channels(model))
             errors[f"t{int(t)}_s{size}"] = float(np.abs(torch_reference(model, family, inputs) - ort_run(path, inputs)).max())
     return errors
 
@@ -207,6 +214,7 @@ def model_metadata(state: dict, model_id: str, precision: str, tile: int, multip
     family = meta["family"]
     schedule = dict(meta.get("schedule") or {})
     prediction = schedule.get("prediction_type", "velocity" if family == "flow_matching" else "")
+    version = int(meta.get("condition_version") or 1)
     return {
         "nlf_family": family,
         "nlf_model_id": model_id,
@@ -214,7 +222,9 @@ def model_metadata(state: dict, model_id: str, precision: str, tile: int, multip
         "nlf_prediction_type": prediction,
         "nlf_schedule": json.dumps(schedule),
         "nlf_transforms": json.dumps(meta.get("transforms") or transforms.describe()),
-        "nlf_input_channels": json.dumps(["dmsp", "reference", "reference_mask"]),
+        "nlf_input_channels": json.dumps(list(transforms.CONDITION_CHANNELS[version])),
+        "nlf_condition_version": str(version),
+        "nlf_target": str(meta.get("target") or "absolute"),
         "nlf_tile_size": str(tile),
         "nlf_multiple_of": str(multiple),
         "nlf_native_resolution": "15 arcsec (VIIRS DNB grid)",
@@ -234,7 +244,12 @@ def calibration_inputs(family: str, meta: dict, count: int, tile: int, seed: int
 
     data = meta.get("data") or {}
     dataset = build_dataset(
-        {**{k: v for k, v in data.items() if k in ("kind", "seed", "spread")}, "tile": tile, "val_length": count}, "val"
+        {
+            **{k: v for k, v in data.items() if k in ("kind", "seed", "spread", "condition_version")},
+            "tile": tile,
+            "val_length": count,
+        },
+        "val",
     )
     rng = np.random.default_rng(seed)
     abar = alphas_cumprod(make_betas(SchedulerConfig.from_dict(meta.get("schedule") or {}))) if family == "diffusion" else None
@@ -403,7 +418,7 @@ def export(
         add_metadata(q_path, model_metadata(state, f"{model_id}-{quantize}", quantize, tile, multiple))
         errors = {}
         for t in PARITY_TIMESTEPS if family in ("diffusion", "flow_matching") else (500.0,):
-            inputs = example_inputs(family, 2, tile, t, seed=int(t))
+            inputs = example_inputs(family, 2, tile, t, seed=int(t), channels=condition_channels(model))
             errors[f"t{int(t)}"] = float(np.abs(ort_run(fp32_path, inputs) - ort_run(q_path, inputs)).mean())
         entries.append(
             {

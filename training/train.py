@@ -373,6 +373,7 @@ def _worker_init(worker_id: int) -> None:
     # would make the loader raise instead). Workers still exit when the main process dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch.set_num_threads(1)  # workers only read and simulate tiles: one thread each, the trainer keeps the cores
 
 
 def train(

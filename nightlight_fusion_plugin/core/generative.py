@@ -21,7 +21,7 @@ from .runtime import load_model
 from .samplers import make_scheduler, nfe, sample, sampler_spec, samplers_for
 from .schedulers import SchedulerConfig
 from .tiling import BandAccumulator, TileJob, TileLattice, reading_grid, tile_rows, tile_seed
-from .transforms import condition_stack, radiance_from_model
+from .transforms import apply_target, condition_stack_v, condition_version, model_target, radiance_from_model, reference_dmsp
 from .zoo import ZooModel, load_manifest
 
 OVERLAP_FRACTION = 0.25
@@ -113,6 +113,11 @@ class GenerativeFusion:
         self.notes = list(self.model.warnings)
         meta = self.model.metadata
         self.tile = int(meta.tile_size)
+        try:  # condition v1 (3 channels) / v2 (+ the reference simulated to DMSP); absolute / residual target
+            self.condition_version = condition_version(meta.extra)
+            self.target = model_target(meta.extra)
+        except ValueError as error:
+            raise InputError(f"Model {model.id}: {error}; a newer plugin may be needed.") from error
         self.scheduler_config = SchedulerConfig.from_dict(meta.schedule) if plan.sampler else None
 
     @property
@@ -171,12 +176,28 @@ class GenerativeFusion:
             dn = dmsp.read(band)
             reference = viirs.read(band) if viirs is not None else None
             dnc = intercal.apply(dn)
+            reference_dnc = None
+            if self.condition_version == 2 and reference is not None:
+                reference_dnc = self._reference_dnc(viirs, extended, intercal, y + dy)
             for start in range(0, len(jobs), self.batch_size):
                 check_cancel()
                 batch = jobs[start : start + self.batch_size]
                 cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
-                condition = np.stack([condition_stack(dnc[:, c], None if reference is None else reference[:, c]) for c in cols])
-                members = [radiance_from_model(self.predict(condition, batch, seed, k))[:, 0] for k in range(self.ensemble)]
+                condition = np.stack(
+                    [
+                        condition_stack_v(
+                            dnc[:, c],
+                            None if reference is None else reference[:, c],
+                            None if reference_dnc is None else reference_dnc[:, c],
+                            self.condition_version,
+                        )
+                        for c in cols
+                    ]
+                )
+                members = [
+                    radiance_from_model(apply_target(self.predict(condition, batch, seed, k), condition, self.target))[:, 0]
+                    for k in range(self.ensemble)
+                ]
                 stack = np.stack(members)  # [K, B, T, T]
                 mean = stack.mean(axis=0)
                 spread = stack.std(axis=0) if self.ensemble > 1 else None
@@ -186,6 +207,28 @@ class GenerativeFusion:
                 done += len(batch)
                 progress(done / total)
         self._flush(accumulator, grid.height + t, dmsp, grid, offset, write)
+
+    def _reference_dnc(self, viirs: AlignedReader, extended: Grid, intercal: Intercalibration, row: int) -> np.ndarray:
+        """Condition v2's 4th channel for the band of rows [row, row + tile) of the extended grid: the reference
+        simulated to intercalibrated DMSP DN, read with a halo of rows above and below (clipped at the grid's
+        edges, where the reference counts as dark; the band already spans the grid's whole width)."""
+        from .reference_change import grid_pixel_km
+        from .sensors import DmspParameters, fwhm_to_sigma
+
+        params = DmspParameters.calibrated()
+        t = self.tile
+        dx_km, dy_km = grid_pixel_km(extended, row + t / 2)
+        sigma = fwhm_to_sigma(params.halo_fwhm_km) + fwhm_to_sigma(params.psf_fwhm_km)
+        margin = int(np.ceil(4 * sigma / max(min(dx_km, dy_km), 1e-6))) + 2
+        top, bottom = max(row - margin, 0), min(row + t + margin, extended.height)
+        if bottom <= top:
+            return np.zeros((t, extended.width), np.float32)
+        wide = viirs.read(Window(0, top, extended.width, bottom - top))
+        simulated = reference_dmsp(wide, (dx_km, dy_km), intercal, params)
+        out = np.zeros((t, extended.width), np.float32)
+        lo, hi = row - top, min(row + t, extended.height) - top
+        out[: hi - lo] = simulated[lo:hi]
+        return out
 
     @staticmethod
     def _flush(accumulator, upto, dmsp, grid, offset, write) -> None:

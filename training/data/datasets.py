@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from nightlight_fusion_plugin.core.grids import upsample2_bilinear
+from nightlight_fusion_plugin.core.grids import VIIRS_PIXEL_DEG, upsample2_bilinear
 from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
-from nightlight_fusion_plugin.core.transforms import condition_stack, radiance_to_model
+from nightlight_fusion_plugin.core.sensors import pixel_size_km
+from nightlight_fusion_plugin.core.transforms import condition_stack_v, radiance_to_model, reference_dmsp
 
 from ..simulate.pairs import make_pair
 
@@ -21,11 +22,21 @@ def to_model_space(
     year: int | None,
     reference: np.ndarray | None,
     target: np.ndarray | None,
+    condition_version: int = 1,
+    reference_dnc: np.ndarray | None = None,
+    pixel_km: tuple[float, float] = (0.46, 0.46),
 ) -> dict[str, np.ndarray]:
     """Stack physical arrays on the VIIRS grid into model inputs (the same steps the inference engine takes:
-    DMSP raw DN already resampled to the VIIRS grid -> intercalibration -> scaling)."""
-    dnc = intercalibration_for(satellite, year).apply(dmsp_dn_fine)
-    out = {"condition": condition_stack(dnc, reference)}
+    DMSP raw DN already resampled to the VIIRS grid -> intercalibration -> scaling).
+
+    condition_version 2: reference_dnc is the reference simulated to intercalibrated DMSP (core's
+    transforms.reference_dmsp, best computed on a context with a halo and cropped); when it is not given it is
+    simulated from `reference` on the tile itself (the tile edge counts as dark beyond)."""
+    intercal = intercalibration_for(satellite, year)
+    dnc = intercal.apply(dmsp_dn_fine)
+    if condition_version == 2 and reference is not None and reference_dnc is None:
+        reference_dnc = reference_dmsp(reference, pixel_km, intercal)
+    out = {"condition": condition_stack_v(dnc, reference, reference_dnc, condition_version)}
     if target is not None:
         valid = np.isfinite(target) & np.isfinite(dmsp_dn_fine)
         out["target"] = np.where(valid, radiance_to_model(np.nan_to_num(target, nan=0.0)), 0.0)[None].astype(np.float32)
@@ -61,11 +72,13 @@ class SyntheticPairs(Dataset):
         robustness_holdout: bool = False,
         augment: bool = True,
         reference_years: tuple[int, int] | None = None,
+        condition_version: int = 1,
     ):
         self.length, self.tile, self.seed = length, tile, seed
         self.reference_dropout, self.spread = reference_dropout, spread
         self.robustness_holdout, self.augment = robustness_holdout, augment
         self.reference_years = reference_years
+        self.condition_version = condition_version
 
     def __len__(self) -> int:
         return self.length
@@ -86,7 +99,15 @@ class SyntheticPairs(Dataset):
         )
         dmsp_fine = upsample2_bilinear(pair.dmsp_dn.astype(np.float32))
         reference = None if rng.random() < self.reference_dropout else pair.viirs_reference
-        arrays = to_model_space(dmsp_fine, pair.satellite, pair.year, reference, pair.viirs_truth)
+        arrays = to_model_space(
+            dmsp_fine,
+            pair.satellite,
+            pair.year,
+            reference,
+            pair.viirs_truth,
+            self.condition_version,
+            pixel_km=pixel_size_km(pair.latitude, VIIRS_PIXEL_DEG),
+        )
         if self.augment:
             arrays = augment(arrays, rng)
         return {key: torch.from_numpy(value) for key, value in arrays.items()}
@@ -95,9 +116,12 @@ class SyntheticPairs(Dataset):
 def build_dataset(config: dict, split: str) -> Dataset:
     """Dataset from a config's [data] table. split: 'train', 'val' or 'test' (disjoint seeds).
 
-    Keys: kind ('synthetic', 'semi_real' or 'mixed'), tile, length (train), val_length, seed,
-    reference_dropout, spread, semi_real_fraction (mixed: share of semi-real Greece tiles), real_dir.
-    Semi-real validation/test tiles come from the Greece hold-out region only.
+    Keys: kind ('synthetic', 'semi_real', 'mixed' or 'refaware'), tile, length (train), val_length, seed,
+    reference_dropout, spread, semi_real_fraction (mixed/refaware: share of semi-real Greece tiles), real_dir,
+    condition_version (1: 3 channels; 2: + the reference simulated to DMSP), real_structure_fraction (refaware:
+    share of real Sudan 2023↔2024 pairs, real_structure.py; the rest is synthetic scenes for long gaps/new towns).
+    Semi-real validation/test tiles come from the Greece hold-out region only; real-structure validation tiles
+    are drawn with other seeds from the same (non-hold-out) Sudan area.
     """
     known = {
         "kind",
@@ -109,13 +133,18 @@ def build_dataset(config: dict, split: str) -> Dataset:
         "spread",
         "semi_real_fraction",
         "real_dir",
+        "condition_version",
+        "real_structure_fraction",
     }
     unknown = set(config) - known
     if unknown:
         raise ValueError(f"Unknown key(s) in [data]: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
     kind = config.get("kind", "synthetic")
-    if kind not in ("synthetic", "semi_real", "mixed"):
-        raise ValueError(f"Unknown data kind '{kind}' (known: synthetic, semi_real, mixed)")
+    if kind not in ("synthetic", "semi_real", "mixed", "refaware"):
+        raise ValueError(f"Unknown data kind '{kind}' (known: synthetic, semi_real, mixed, refaware)")
+    version = int(config.get("condition_version", 1))
+    if version not in (1, 2):
+        raise ValueError(f"[data] condition_version must be 1 or 2, got {version}")
     offsets = {"train": 0, "val": 10_000, "test": 20_000}
     if split not in offsets:
         raise ValueError(f"Unknown split '{split}'")
@@ -123,7 +152,15 @@ def build_dataset(config: dict, split: str) -> Dataset:
     length = int(config.get("length", 10_000)) if split == "train" else int(config.get("val_length", 64))
     tile, spread = int(config.get("tile", 64)), float(config.get("spread", 1.0))
     dropout = float(config.get("reference_dropout", 0.3)) if split == "train" else 0.0
-    synthetic = SyntheticPairs(length, tile=tile, seed=seed, reference_dropout=dropout, spread=spread, augment=split == "train")
+    synthetic = SyntheticPairs(
+        length,
+        tile=tile,
+        seed=seed,
+        reference_dropout=dropout,
+        spread=spread,
+        augment=split == "train",
+        condition_version=version,
+    )
     if kind == "synthetic":
         return synthetic
     from .real import DEFAULT_REAL, SemiRealGreece
@@ -137,9 +174,27 @@ def build_dataset(config: dict, split: str) -> Dataset:
         spread=spread,
         reference_dropout=dropout,
         augment=split == "train",
+        condition_version=version,
     )
     if kind == "semi_real":
         return semi
     fraction = float(config.get("semi_real_fraction", 0.3))
     n_semi = int(round(length * fraction))
-    return ConcatDataset([Subset(synthetic, range(length - n_semi)), Subset(semi, range(n_semi))])
+    if kind == "mixed":
+        return ConcatDataset([Subset(synthetic, range(length - n_semi)), Subset(semi, range(n_semi))])
+    from .real_structure import RealStructurePairs
+
+    real = RealStructurePairs(
+        length,
+        tile=tile,
+        seed=seed,
+        real_dir=config.get("real_dir", DEFAULT_REAL),
+        spread=spread,
+        reference_dropout=dropout,
+        augment=split == "train",
+        condition_version=version,
+    )
+    n_real = int(round(length * float(config.get("real_structure_fraction", 0.5))))
+    n_synthetic = max(length - n_real - n_semi, 0)
+    parts = [Subset(synthetic, range(n_synthetic)), Subset(semi, range(n_semi)), Subset(real, range(n_real))]
+    return ConcatDataset([p for p in parts if len(p)])

@@ -156,6 +156,7 @@ class SemiRealGreece(Dataset):
         reference_dropout: float = 0.3,
         augment: bool = True,
         dmsp_year: int = 2005,
+        condition_version: int = 1,
     ):
         if split not in ("train", "holdout"):
             raise ValueError(f"split must be 'train' or 'holdout', got {split!r}")
@@ -163,6 +164,7 @@ class SemiRealGreece(Dataset):
         self.split, self.tile, self.length, self.seed = split, tile, length, seed
         self.spread, self.robustness_holdout = spread, robustness_holdout
         self.reference_dropout, self.augment, self.dmsp_year = reference_dropout, augment, dmsp_year
+        self.condition_version = condition_version
 
     def __len__(self) -> int:
         return self.length
@@ -212,7 +214,10 @@ class SemiRealGreece(Dataset):
         if rng.random() >= self.reference_dropout:
             change = np.exp(0.25 * smooth_noise(rng, self.tile, self.tile / 6) + rng.normal(0.15, 0.15))
             reference = (truth * change).astype(np.float32)
-        arrays = to_model_space(dmsp_fine, params.satellite, params.year, reference, truth)
+        pixel_km = pixel_size_km(latitude, VIIRS_PIXEL_DEG)
+        arrays = to_model_space(
+            dmsp_fine, params.satellite, params.year, reference, truth, self.condition_version, pixel_km=pixel_km
+        )
         if self.augment:
             arrays = augment(arrays, rng)
         return {key: torch.from_numpy(value) for key, value in arrays.items()}

@@ -192,16 +192,62 @@ def test_unet_refaware_smoke_train_export_fuse(real_data: Path, tmp_path: Path) 
 def test_engine_residual_zero_network_returns_the_reference(tmp_path: Path, monkeypatch) -> None:
     """Through the engine: a v2 residual model whose network outputs 0 everywhere fuses the bundled sample to the
     reference itself wherever the reference (and the DMSP) is present."""
-    import json
-
     from nightlight_fusion_plugin.core import transforms
     from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
     from training.evaluate import read_on
+
+    _export_v2_residual(tmp_path, monkeypatch, zero=True)
+    reference = SAMPLE / "viirs_2015_reference_sample.tif"
+    out = tmp_path / "fused.tif"
+    fuse(FuseRequest(dmsp=str(SAMPLE / "dmsp_F15_2005_sample.tif"), viirs=str(reference), output=str(out), model="zero-residual"))
+    with rasterio.open(out) as src:
+        from nightlight_fusion_plugin.core.grids import Grid
+
+        grid = Grid(src.crs, src.transform, src.width, src.height)
+        fused = src.read(1, masked=True).filled(np.nan)
+    expected = read_on(str(reference), grid, rasterio.enums.Resampling.nearest)
+    both = np.isfinite(fused) & np.isfinite(expected)
+    assert both.mean() > 0.5
+    clipped = np.clip(expected[both], transforms.RADIANCE_MIN, transforms.RADIANCE_MAX)
+    np.testing.assert_allclose(fused[both], clipped, rtol=1e-4, atol=1e-4)
+
+
+def test_block_runner_builds_the_v2_condition_like_the_engine(tmp_path: Path, monkeypatch) -> None:
+    """A v2 residual model with random weights (so the 4th channel matters): fuse() and the block runner
+    (core/distributed.py, in-process blocks of rows) write the same band, bit for bit."""
+    from nightlight_fusion_plugin.core.distributed import ClusterOptions, fuse_blocks
+    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+
+    _export_v2_residual(tmp_path, monkeypatch, zero=False)
+    bands = []
+    for name, run in (("single", fuse), ("blocks", lambda r: fuse_blocks(r, ClusterOptions(block_rows=64)))):
+        out = tmp_path / f"{name}.tif"
+        run(
+            FuseRequest(
+                dmsp=str(SAMPLE / "dmsp_F15_2005_sample.tif"),
+                viirs=str(SAMPLE / "viirs_2015_reference_sample.tif"),
+                output=str(out),
+                model="zero-residual",
+            )
+        )
+        with rasterio.open(out) as src:
+            bands.append(src.read(1))
+    assert np.isfinite(bands[0]).any()
+    np.testing.assert_array_equal(bands[0], bands[1])
+
+
+def _export_v2_residual(tmp_path: Path, monkeypatch, zero: bool) -> None:
+    """A tiny v2 residual UNet exported to a one-model zoo (NLF_MODEL_ZOO), id 'zero-residual'."""
+    import json
+
+    from nightlight_fusion_plugin.core import transforms
     from training.export import add_metadata, export_onnx, register, sha256_of
 
+    torch.manual_seed(0)
     model = RegressionUNet(RegressionConfig(base_channels=8, channel_mult=(1, 2), condition_version=2, target="residual_log"))
-    torch.nn.init.zeros_(model.net.out_conv.weight)
-    torch.nn.init.zeros_(model.net.out_conv.bias)
+    if zero:
+        torch.nn.init.zeros_(model.net.out_conv.weight)
+        torch.nn.init.zeros_(model.net.out_conv.bias)
     zoo = tmp_path / "zoo"
     zoo.mkdir()
     path = zoo / "zero-residual.onnx"
@@ -221,16 +267,4 @@ def test_engine_residual_zero_network_returns_the_reference(tmp_path: Path, monk
     )
     register(zoo, {"id": "zero-residual", "family": "unet", "file": path.name, "precision": "fp32", "sha256": sha256_of(path)})
     monkeypatch.setenv("NLF_MODEL_ZOO", str(zoo))
-    reference = SAMPLE / "viirs_2015_reference_sample.tif"
-    out = tmp_path / "fused.tif"
-    fuse(FuseRequest(dmsp=str(SAMPLE / "dmsp_F15_2005_sample.tif"), viirs=str(reference), output=str(out), model="zero-residual"))
-    with rasterio.open(out) as src:
-        from nightlight_fusion_plugin.core.grids import Grid
 
-        grid = Grid(src.crs, src.transform, src.width, src.height)
-        fused = src.read(1, masked=True).filled(np.nan)
-    expected = read_on(str(reference), grid, rasterio.enums.Resampling.nearest)
-    both = np.isfinite(fused) & np.isfinite(expected)
-    assert both.mean() > 0.5
-    clipped = np.clip(expected[both], transforms.RADIANCE_MIN, transforms.RADIANCE_MAX)
-    np.testing.assert_allclose(fused[both], clipped, rtol=1e-4, atol=1e-4)

@@ -130,7 +130,7 @@ def _generative_rows(spec: BlockSpec, row0: int, row1: int) -> np.ndarray:
     the same tiles, batches and float64 sums in the same order as in the full run."""
     from .generative import GenerativeFusion, prepare_lattice
     from .tiling import BandAccumulator, tile_rows
-    from .transforms import condition_stack, radiance_from_model
+    from .transforms import apply_target, condition_stack_v, radiance_from_model
 
     method = _generative_method(spec)
     grid = spec.grid
@@ -160,12 +160,28 @@ def _generative_rows(spec: BlockSpec, row0: int, row1: int) -> np.ndarray:
             band = Window(0, y + dy, extended.width, t)
             dnc = spec.intercal.apply(dmsp.read(band))
             reference = viirs.read(band) if viirs is not None else None
+            reference_dnc = None  # condition v2: the reference simulated to DMSP, as GenerativeFusion.run builds it
+            if method.condition_version == 2 and reference is not None:
+                reference_dnc = method._reference_dnc(viirs, extended, spec.intercal, y + dy)
             for start in range(0, len(jobs), method.batch_size):
                 batch = jobs[start : start + method.batch_size]
                 cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
-                condition = np.stack([condition_stack(dnc[:, c], None if reference is None else reference[:, c]) for c in cols])
+                condition = np.stack(
+                    [
+                        condition_stack_v(
+                            dnc[:, c],
+                            None if reference is None else reference[:, c],
+                            None if reference_dnc is None else reference_dnc[:, c],
+                            method.condition_version,
+                        )
+                        for c in cols
+                    ]
+                )
                 members = [
-                    radiance_from_model(method.predict(condition, batch, spec.seed, m))[:, 0] for m in range(method.ensemble)
+                    radiance_from_model(apply_target(method.predict(condition, batch, spec.seed, m), condition, method.target))[
+                        :, 0
+                    ]
+                    for m in range(method.ensemble)
                 ]
                 stacked = np.stack(members)
                 mean = stacked.mean(axis=0)

@@ -130,7 +130,6 @@ def _generative_rows(spec: BlockSpec, row0: int, row1: int) -> np.ndarray:
     the same tiles, batches and float64 sums in the same order as in the full run."""
     from .generative import GenerativeFusion, prepare_lattice
     from .tiling import BandAccumulator, tile_rows
-    from .transforms import apply_target, condition_stack_v, radiance_from_model
 
     method = _generative_method(spec)
     grid = spec.grid
@@ -166,23 +165,7 @@ def _generative_rows(spec: BlockSpec, row0: int, row1: int) -> np.ndarray:
             for start in range(0, len(jobs), method.batch_size):
                 batch = jobs[start : start + method.batch_size]
                 cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
-                condition = np.stack(
-                    [
-                        condition_stack_v(
-                            dnc[:, c],
-                            None if reference is None else reference[:, c],
-                            None if reference_dnc is None else reference_dnc[:, c],
-                            method.condition_version,
-                        )
-                        for c in cols
-                    ]
-                )
-                members = [
-                    radiance_from_model(apply_target(method.predict(condition, batch, spec.seed, m), condition, method.target))[
-                        :, 0
-                    ]
-                    for m in range(method.ensemble)
-                ]
+                members = method.members(dnc, reference, reference_dnc, cols, batch, spec.seed)
                 stacked = np.stack(members)
                 mean = stacked.mean(axis=0)
                 spread = stacked.std(axis=0) if method.ensemble > 1 else None

@@ -124,6 +124,25 @@ class GenerativeFusion:
     def device(self) -> str:
         return self.model.device
 
+    def members(self, dnc, reference, reference_dnc, cols: list[slice], batch: list[TileJob], seed: int) -> list[np.ndarray]:
+        """Radiance of each ensemble member for a batch of tiles of one band (columns `cols`): the condition stack
+        of the model's version, the network, and the inverse of its target (residual models add the reference)."""
+        condition = np.stack(
+            [
+                condition_stack_v(
+                    dnc[:, c],
+                    None if reference is None else reference[:, c],
+                    None if reference_dnc is None else reference_dnc[:, c],
+                    self.condition_version,
+                )
+                for c in cols
+            ]
+        )
+        return [
+            radiance_from_model(apply_target(self.predict(condition, batch, seed, k), condition, self.target))[:, 0]
+            for k in range(self.ensemble)
+        ]
+
     def predict(self, condition: np.ndarray, jobs: list[TileJob], seed: int, member: int) -> np.ndarray:
         """Model-space prediction [B, 1, T, T] for a batch of tiles."""
         family = self.model_entry.family
@@ -183,21 +202,7 @@ class GenerativeFusion:
                 check_cancel()
                 batch = jobs[start : start + self.batch_size]
                 cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
-                condition = np.stack(
-                    [
-                        condition_stack_v(
-                            dnc[:, c],
-                            None if reference is None else reference[:, c],
-                            None if reference_dnc is None else reference_dnc[:, c],
-                            self.condition_version,
-                        )
-                        for c in cols
-                    ]
-                )
-                members = [
-                    radiance_from_model(apply_target(self.predict(condition, batch, seed, k), condition, self.target))[:, 0]
-                    for k in range(self.ensemble)
-                ]
+                members = self.members(dnc, reference, reference_dnc, cols, batch, seed)
                 stack = np.stack(members)  # [K, B, T, T]
                 mean = stack.mean(axis=0)
                 spread = stack.std(axis=0) if self.ensemble > 1 else None

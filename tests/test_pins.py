@@ -1,7 +1,8 @@
 """The lock (constraints.txt): every Python package setup.sh pip-installs, at one exact version.
 
-requirements*.txt hold the human-edited intent (loose ranges); `make pins` (scripts/refresh_pins.sh) resolves them
-in a throw-away venv, runs the suite and rewrites constraints.txt; setup.sh installs with -c constraints.txt.
+requirements*.txt name the direct dependencies at exact versions too; `make pins` (scripts/refresh_pins.sh)
+lifts those pins, resolves them in a throw-away venv, runs the suite and rewrites constraints.txt;
+setup.sh installs with -c constraints.txt.
 NLF_PINS_LOCK points these tests at refresh_pins.sh's candidate lock while it tests it.
 """
 
@@ -46,6 +47,7 @@ def test_every_requirement_has_an_exact_pin_in_the_lock():
         for line in _lines(REPO / name):
             assert not line.startswith("-"), f"{name}: pip options ({line}) belong in scripts/setup.sh"
             req = Requirement(line)
+            assert [s.operator for s in req.specifier] == ["=="], f"{name}: {line} is not an exact pin (make pins writes them)"
             locked = lock.get(canonicalize_name(req.name))
             assert locked is not None and _pin(locked), f"{req.name} ({name}) has no == pin in {LOCK.name}: make pins"
             assert req.specifier.contains(_pin(locked), prereleases=True), (

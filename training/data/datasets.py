@@ -165,10 +165,8 @@ def build_dataset(config: dict, split: str) -> Dataset:
         return synthetic
     from .real import DEFAULT_REAL, SemiRealGreece
 
-    semi = SemiRealGreece(
-        "train" if split == "train" else "holdout",
+    common = dict(  # what the real-raster datasets share
         tile=tile,
-        length=length,
         seed=seed,
         real_dir=config.get("real_dir", DEFAULT_REAL),
         spread=spread,
@@ -176,6 +174,7 @@ def build_dataset(config: dict, split: str) -> Dataset:
         augment=split == "train",
         condition_version=version,
     )
+    semi = SemiRealGreece("train" if split == "train" else "holdout", length=length, **common)
     if kind == "semi_real":
         return semi
     fraction = float(config.get("semi_real_fraction", 0.3))
@@ -184,16 +183,7 @@ def build_dataset(config: dict, split: str) -> Dataset:
         return ConcatDataset([Subset(synthetic, range(length - n_semi)), Subset(semi, range(n_semi))])
     from .real_structure import RealStructurePairs
 
-    real = RealStructurePairs(
-        length,
-        tile=tile,
-        seed=seed,
-        real_dir=config.get("real_dir", DEFAULT_REAL),
-        spread=spread,
-        reference_dropout=dropout,
-        augment=split == "train",
-        condition_version=version,
-    )
+    real = RealStructurePairs(length, **common)
     n_real = int(round(length * float(config.get("real_structure_fraction", 0.5))))
     n_synthetic = max(length - n_real - n_semi, 0)
     parts = [Subset(synthetic, range(n_synthetic)), Subset(semi, range(n_semi)), Subset(real, range(n_real))]

@@ -12,6 +12,7 @@ from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, 
 from ..core.models import ModelEntry
 from .common import SETTINGS, onnx_devices
 
+SERIES_PARAMETERS = ("SEED", "DEVICE", "THREADS", "BATCH_SIZE", "SAMPLER", "STEPS", "TEMPERATURE")  # what a series takes
 DEFAULT_TEMPERATURE = 0.8  # nightlightfusion:fuse's default: the dialog passes TEMPERATURE only when it differs
 SAMPLING_FAMILIES = ("diffusion", "flow_matching")
 
@@ -83,6 +84,7 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         form.addRow(self.report_check)
         form.addRow(self.cache_check)
 
+        self.series = False
         self.set_model(None)
         self.load_settings()
         for signal in (
@@ -119,14 +121,31 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         self.sampler_combo.blockSignals(False)
         self.sampler_combo.setEnabled(family in SAMPLING_FAMILIES)
         self.steps_spin.setEnabled(family in SAMPLING_FAMILIES)
-        generative = family is not None and family != "unet"
-        self.ensemble_spin.setEnabled(generative)
+        self.family = family
         self.flow = family == "normalizing_flow"  # not isEnabled(): that is False too while the whole group is
         self.temperature_spin.setEnabled(self.flow)
+        self._enable_ensemble()
+
+    def _enable_ensemble(self) -> None:
+        # a series runs one sample per year, without uncertainty: ensembles are single-year options
+        sampling = self.family is not None and self.family != "unet"
+        generative = sampling and not self.series
+        self.ensemble_spin.setEnabled(generative)
         self.uncertainty_check.setEnabled(generative)
-        if not generative:
-            self.uncertainty_check.setChecked(False)
-        self.uncertainty_widget.setEnabled(self.uncertainty_check.isChecked())
+        if not sampling:
+            self.uncertainty_check.setChecked(False)  # kept through a Series detour, so going back restores it
+        self.uncertainty_widget.setEnabled(generative and self.uncertainty_check.isChecked())
+
+    def set_series_mode(self, series: bool) -> None:
+        """Series mode greys out what a series does not take: ensemble, uncertainty, satellite/year (per file in
+        the series table), the HTML report (a series writes its JSON report)."""
+        self.series = series
+        for widget in (self.satellite_edit, self.year_spin, self.report_check):
+            widget.setEnabled(not series)
+        self._enable_ensemble()
+
+    def series_parameters(self) -> dict:
+        return {k: v for k, v in self.parameters("").items() if k in SERIES_PARAMETERS}
 
     def set_satellite_year(self, satellite: str, year: int) -> None:
         self.satellite_edit.setText(satellite)

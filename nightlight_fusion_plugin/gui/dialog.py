@@ -1,23 +1,28 @@
-"""The analyst's dialog: composes the inputs, area, model, advanced and run panels; runs `nightlightfusion:fuse`.
+"""The analyst's dialog: composes the inputs, area, model, advanced and run panels; runs `nightlightfusion:fuse`,
+or in Series mode (the series panel instead of the inputs panel) `nightlightfusion:series`.
 
-Everything the dialog does is a `nightlightfusion:fuse` parameter (see `parameters()`): the dialog is a
+Everything the dialog does is a parameter of one of those algorithms (see `parameters()`): the dialog is a
 convenience over Processing, not a second code path. Each panel owns one concern and says what the others need
 by signals; the dialog wires them and decides whether Run is possible (`_update_state`).
 """
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessing
+from qgis.core import Qgis, QgsProcessing
 from qgis.gui import QgsMessageBar
 from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import QDialog, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import QButtonGroup, QDialog, QHBoxLayout, QLabel, QRadioButton, QSizePolicy, QVBoxLayout, QWidget
 
 from .advanced_panel import AdvancedPanel
 from .area_panel import AREA_CANVAS, AREA_DRAWN, AREA_INTERSECTION, AREA_POLYGONS, AreaPanel  # noqa: F401 (re-exported)
 from .common import format_seconds, onnx_devices  # noqa: F401 (re-exported: earlier code imported them from here)
 from .inputs_panel import InputsPanel, layer_file, layer_kind, raster_layers  # noqa: F401
 from .model_panel import ModelPanel
-from .run_panel import DialogFeedback, RunPanel
+from .run_panel import FUSE, DialogFeedback, RunPanel
+from .series_layers import add_year_layers, set_up_playback, year_layers
+from .series_panel import SeriesPanel
+
+SERIES = "nightlightfusion:series"
 
 ErrorCollectingFeedback = DialogFeedback  # the name earlier code used
 
@@ -58,19 +63,44 @@ class FuseDialog(QDialog):
         )
         self.no_layers_label.setWordWrap(True)
         self.no_layers_label.setStyleSheet("QLabel { background: #fff3cd; padding: 6px; }")
+        self.single_radio = QRadioButton(self.tr("Single year"), self)
+        self.single_radio.setToolTip(self.tr("Fuse one DMSP layer into one VIIRS-like map (nightlightfusion:fuse)"))
+        self.series_radio = QRadioButton(self.tr("Series (several years)"), self)
+        self.series_radio.setToolTip(
+            self.tr("One VIIRS-like map per DMSP year on one grid, for the Temporal Controller (nightlightfusion:series)")
+        )
+        self.single_radio.setChecked(True)
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.addButton(self.single_radio)
+        self.mode_group.addButton(self.series_radio)
+        mode_row = QWidget(self)
+        mode_layout = QHBoxLayout(mode_row)
+        mode_layout.setContentsMargins(0, 0, 0, 0)
+        mode_layout.addWidget(QLabel(self.tr("Mode"), mode_row))
+        mode_layout.addWidget(self.single_radio)
+        mode_layout.addWidget(self.series_radio)
+        mode_layout.addStretch(1)
+        self.series_layers: list = []  # the last series run's per-year layers
         self.inputs_panel = InputsPanel(self)
+        self.series_panel = SeriesPanel(self)
+        self.series_panel.setVisible(False)
         self.area_panel = AreaPanel(iface, self)
         self.model_panel = ModelPanel(self.message_bar, self)
         self.advanced_panel = AdvancedPanel(self)
         self.run_panel = RunPanel(iface, self.message_bar, self)
         layout = QVBoxLayout(self)
-        for widget in (self.message_bar, self.no_layers_label, self.inputs_panel, self.area_panel, self.model_panel):
+        for widget in (self.message_bar, mode_row, self.no_layers_label, self.inputs_panel, self.series_panel):
+            layout.addWidget(widget)
+        for widget in (self.area_panel, self.model_panel):
             layout.addWidget(widget)
         layout.addWidget(self.advanced_panel)
         layout.addStretch(1)  # with Advanced collapsed the spare height goes here, not into the group boxes
         layout.addWidget(self.run_panel)
 
         self.inputs_panel.changed.connect(self._update_state)
+        self.series_panel.changed.connect(self._update_state)
+        self.series_panel.message.connect(lambda text: self.message_bar.pushMessage(text, level=Qgis.Warning))
+        self.series_radio.toggled.connect(self._on_mode_changed)
         self.inputs_panel.satellite_year_guessed.connect(self.advanced_panel.set_satellite_year)
         self.area_panel.changed.connect(self._update_state)
         self.area_panel.message.connect(self.run_panel.status.setText)
@@ -87,6 +117,25 @@ class FuseDialog(QDialog):
         self.advanced_panel.set_model(self.model_panel.selected_model())
         self._on_advanced_changed()
 
+    def series_mode(self) -> bool:
+        return self.series_radio.isChecked()
+
+    def set_series_mode(self, series: bool) -> None:
+        (self.series_radio if series else self.single_radio).setChecked(True)
+
+    def _on_mode_changed(self, *args) -> None:
+        series = self.series_mode()
+        self.inputs_panel.setVisible(not series)
+        self.series_panel.setVisible(series)
+        self.advanced_panel.set_series_mode(series)
+        self.run_panel.algorithm_id = SERIES if series else FUSE
+        self.output_widget.setToolTip(
+            self.tr("The series: a GeoTIFF with one band per year (band names = years); empty: a temporary file")
+            if series
+            else self.tr("Output GeoTIFF; empty: a temporary file")
+        )
+        self._update_state()
+
     def _on_advanced_changed(self, *args) -> None:
         self.model_panel.set_machine(self.advanced_panel.device(), self.advanced_panel.threads())
         self._update_state()
@@ -94,19 +143,31 @@ class FuseDialog(QDialog):
     def _update_state(self, *args) -> None:
         """Enable what applies, label the area and speed, and find the reason (if any) Run cannot start."""
         inputs, area, model, advanced = self.inputs_panel, self.area_panel, self.model_panel, self.advanced_panel
+        series = self.series_mode()
         running = self.run_panel.running
-        has_rasters = bool(raster_layers())
+        # a series may start from files only (Add DMSP files…): the project needs no rasters then
+        has_rasters = bool(raster_layers()) or series
         self.no_layers_label.setVisible(not has_rasters)
-        for panel in (inputs, area, model, advanced):
+        for panel in (inputs, self.series_panel, area, model, advanced):
             panel.setEnabled(has_rasters and not running)
-        inputs.show_warning(has_rasters)
-        area.set_inputs(inputs.dmsp_layer(), inputs.viirs_layer())
-        model.recommend_for(inputs.viirs_layer() is not None)
+        if series:
+            area.set_inputs(self.series_panel.first_dmsp(), self.series_panel.reference())
+            model.recommend_for(bool(self.series_panel.viirs_rows()))
+        else:
+            inputs.show_warning(has_rasters)
+            area.set_inputs(inputs.dmsp_layer(), inputs.viirs_layer())
+            model.recommend_for(inputs.viirs_layer() is not None)
         reason = ""
         if not has_rasters:
             reason = self.tr(
                 "Load a DMSP-OLS stable-lights raster (and optionally a VIIRS DNB raster) into the project to start."
             )
+        elif series:
+            reason = self.series_panel.problem()
+            if not reason and area.mode() == AREA_POLYGONS:
+                reason = self.tr("A series has no polygon mask: choose the intersection, the canvas extent or a drawn rectangle.")
+            if not reason:
+                _, reason = area.area_rectangle()
         elif inputs.dmsp_layer() is None:
             reason = self.tr("Load a DMSP-OLS stable-lights raster (single band, DN 0–63) and choose it as the DMSP layer.")
         else:
@@ -116,6 +177,8 @@ class FuseDialog(QDialog):
         model.show_state(problem)
         size = area.show_size(reason)
         pixels = size[0] if size is not None else None
+        if pixels is not None and series:
+            pixels *= len(self.series_panel.dmsp_rows())  # every DMSP file is one fusion run
         model.speed_label.setText(model.speed_text(pixels, advanced.sampler(), advanced.steps_spin.value(), advanced.ensemble()))
         self.run_disabled_reason = reason
         self.run_panel.show_ready(reason)
@@ -124,16 +187,26 @@ class FuseDialog(QDialog):
         self.advanced_panel.save_settings()
 
     def parameters(self) -> dict:
-        """The `nightlightfusion:fuse` parameters this dialog stands for."""
+        """The `nightlightfusion:fuse` (Series mode: `nightlightfusion:series`) parameters this dialog stands for."""
         entry = self.model_panel.selected_model()
         output = self.run_panel.output_path()
-        params = {
-            **self.inputs_panel.parameters(),
-            "MODEL": entry.id if entry else None,
-            "OUTPUT": output or QgsProcessing.TEMPORARY_OUTPUT,
-            **self.advanced_panel.parameters(output),
-            **self.area_panel.parameters(),
-        }
+        if self.series_mode():
+            params = {
+                **self.series_panel.parameters(),
+                "MODEL": entry.id if entry else None,
+                "OUTPUT": output or QgsProcessing.TEMPORARY_OUTPUT,
+                **self.advanced_panel.series_parameters(),
+                **self.area_panel.parameters(),
+                "OVERWRITE": False,  # the run panel sets it once the user agreed to replace the files that exist
+            }
+        else:
+            params = {
+                **self.inputs_panel.parameters(),
+                "MODEL": entry.id if entry else None,
+                "OUTPUT": output or QgsProcessing.TEMPORARY_OUTPUT,
+                **self.advanced_panel.parameters(output),
+                **self.area_panel.parameters(),
+            }
         level = self.model_panel.speed_level()
         if level is not None:
             params["SPEED"] = level.level
@@ -143,7 +216,45 @@ class FuseDialog(QDialog):
         self._update_state()
         if self.run_disabled_reason or self.run_panel.running:
             return
-        self.run_panel.start(self.parameters(), self.model_panel.resolved_device(), before=self.save_settings)
+        device = self.model_panel.resolved_device()
+        if not self.series_mode():
+            self.run_panel.start(self.parameters(), device, before=self.save_settings)
+            return
+        self.run_panel.start(
+            self.parameters(),
+            device,
+            before=self.save_settings,
+            algorithm_id=SERIES,
+            outputs=self.series_panel.outputs(self.run_panel.output_path()),
+            add_results=self._add_series,
+        )
+
+    def _add_series(self, results: dict) -> str:
+        """The per-year layers, styled alike and time-stamped, in one group; the Temporal Controller set to play them."""
+        labels = [label for label in (results.get("LABELS") or "").split(",") if label]
+        layers = year_layers(results.get("OUTPUT"), list(results.get("PER_YEAR_FILES") or []), labels)
+        for layer, label in zip(layers, labels):
+            metadata = layer.metadata()
+            metadata.setTitle(layer.name())
+            metadata.setAbstract(
+                "\n".join(
+                    [
+                        self.tr("VIIRS-like radiance (nW/cm²/sr), {} of the series {}").format(label, results.get("OUTPUT")),
+                        f"Model: {self.run_panel.params.get('MODEL')}",
+                        f"Seed: {self.run_panel.params.get('SEED')}",
+                        f"Series report: {results.get('REPORT')}",
+                    ]
+                )
+            )
+            layer.setMetadata(metadata)
+        if layers:
+            add_year_layers(layers, self.tr("Night lights {}–{}").format(labels[0].split()[0], labels[-1].split()[0]))
+            canvas = self.iface.mapCanvas() if self.iface is not None else None
+            set_up_playback(labels, canvas)
+        self.series_layers = layers
+        return self.tr("Series of {} years added ({}); play it with the Temporal Controller: {}").format(
+            len(layers), ", ".join(labels), results.get("OUTPUT")
+        )
 
     def closeEvent(self, event):  # noqa: N802
         self.area_panel.release_map_tool()

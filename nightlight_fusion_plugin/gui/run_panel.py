@@ -37,6 +37,8 @@ from .common import format_seconds
 from .inputs_panel import layer_file
 from .style import apply_night_lights_style, apply_uncertainty_style
 
+FUSE = "nightlightfusion:fuse"
+
 
 class DialogFeedback(QgsProcessingFeedback):
     """Keeps the algorithm's errors and the latest core message ("Tile 3/40") for the progress label."""
@@ -73,6 +75,8 @@ class RunPanel(QWidget):
         self.result_layer: QgsRasterLayer | None = None
         self.uncertainty_layer: QgsRasterLayer | None = None
         self.report_path: str | None = None
+        self.add_results: Callable[[dict], str] = self._add_results
+        self.algorithm_id = FUSE  # what Run starts by default; the dialog's Series mode sets nightlightfusion:series
         # Injectable for tests: asks before an existing output is replaced.
         self.confirm_overwrite: Callable[[list[str]], bool] = self._ask_overwrite
         self.timer = QTimer(self)
@@ -130,7 +134,7 @@ class RunPanel(QWidget):
         """Run enabled unless `reason` (shown in the status line and Run's tooltip) or a run is going on."""
         running = self.running
         self.run_button.setEnabled(not reason and not running)
-        self.run_button.setToolTip(reason or self.tr("Run nightlightfusion:fuse in the background"))
+        self.run_button.setToolTip(reason or self.tr("Run {} in the background").format(self.algorithm_id))
         self.cancel_button.setEnabled(running)
         if running:
             return
@@ -150,20 +154,31 @@ class RunPanel(QWidget):
         )
         return answer == QMessageBox.Yes
 
-    def start(self, params: dict, device: str, before: Callable[[], None] = lambda: None) -> bool:
-        """Start the task with `params` on `device` (for the labels); `before` runs once the run is sure to start."""
-        algorithm = QgsApplication.processingRegistry().createAlgorithmById("nightlightfusion:fuse")
+    def start(
+        self,
+        params: dict,
+        device: str,
+        before: Callable[[], None] = lambda: None,
+        algorithm_id: str | None = None,
+        outputs: list[str] | None = None,
+        add_results: Callable[[dict], str] | None = None,
+    ) -> bool:
+        """Start the task with `params` on `device` (for the labels); `before` runs once the run is sure to start.
+        A series passes its algorithm, the files it may replace (`outputs`; default: fuse's) and `add_results`
+        (adds its layers, returns the message); with an OVERWRITE parameter, it is set to the user's answer."""
+        algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id or self.algorithm_id)
         if algorithm is None:
             self.status.setText(self.tr("The Nightlight Fusion Processing provider is not loaded; re-enable the plugin."))
             return False
-        existing = [
-            p
-            for p in (params["OUTPUT"], params.get("UNCERTAINTY"), params.get("REPORT"))
-            if p and p != QgsProcessing.TEMPORARY_OUTPUT and os.path.exists(p)
-        ]
+        if outputs is None:
+            outputs = [params["OUTPUT"], params.get("UNCERTAINTY"), params.get("REPORT")]
+        existing = [p for p in outputs if p and p != QgsProcessing.TEMPORARY_OUTPUT and os.path.exists(p)]
         if existing and not self.confirm_overwrite(existing):
             self.status.setText(self.tr("Not run: choose another output file."))
             return False
+        if "OVERWRITE" in params:
+            params = {**params, "OVERWRITE": bool(existing)}  # only what the user agreed to replace
+        self.add_results = add_results or self._add_results
         before()  # the task prepares the algorithm in its constructor: remembered settings must be saved by then
         self.context = QgsProcessingContext()
         self.context.setProject(QgsProject.instance())
@@ -206,13 +221,12 @@ class RunPanel(QWidget):
         self.task = None
         if successful:
             self._show_progress()
-            self._add_results(results)
+            message = self.add_results(results)
             output = results["OUTPUT"]
             report = results.get("REPORT")
             self.report_path = report or None
             link = f' · <a href="{QUrl.fromLocalFile(report).toString()}">{self.tr("run report")}</a>' if report else ""
-            self.status.setText(self.tr("Done on {}: {}").format(results.get("DEVICE", "?"), output) + link)
-            message = self.tr("Fused raster added: {}").format(output)
+            self.status.setText(self.tr("Done on {}: {}").format(results.get("DEVICE") or self.device, output) + link)
             if report:
                 message += self.tr(" · report: {}").format(report)
             self._notify(message, success=True)
@@ -228,7 +242,7 @@ class RunPanel(QWidget):
             self.finished_run.emit(False, message)
         self.state_changed.emit()
 
-    def _add_results(self, results: dict) -> None:
+    def _add_results(self, results: dict) -> str:
         model = self.params.get("MODEL")
         layer = QgsRasterLayer(results["OUTPUT"], self.tr("Fused radiance ({})").format(model))
         apply_night_lights_style(layer)
@@ -241,6 +255,7 @@ class RunPanel(QWidget):
             self.uncertainty_layer = spread
         QgsProject.instance().addMapLayers([m for m in (self.uncertainty_layer, layer) if m is not None])
         self.result_layer = layer
+        return self.tr("Fused raster added: {}").format(results["OUTPUT"])
 
     def _metadata(self, layer: QgsRasterLayer, results: dict, what: str) -> QgsLayerMetadata:
         tags = {}

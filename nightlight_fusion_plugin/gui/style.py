@@ -30,11 +30,14 @@ def _colour_at(t: float) -> QColor:
     return QColor.fromRgbF(*(ca + (cb - ca) * f for ca, cb in zip(a.getRgbF()[:3], b.getRgbF()[:3])))
 
 
-def apply_night_lights_style(layer: QgsRasterLayer, minimum: float = 0.0, maximum: float | None = None) -> None:
-    """Pseudocolour with log-spaced stops from 0 to the 99.5th percentile radiance (flares would wash it out)."""
+def apply_night_lights_style(
+    layer: QgsRasterLayer, minimum: float = 0.0, maximum: float | None = None, band: int = 1
+) -> None:
+    """Pseudocolour with log-spaced stops from 0 to the 99.5th percentile radiance (flares would wash it out).
+    `band`: which band renders (a series' years are bands of one file)."""
     provider = layer.dataProvider()
     if maximum is None:
-        _, maximum = provider.cumulativeCut(1, 0.0, 0.995, layer.extent(), 250_000)
+        _, maximum = provider.cumulativeCut(band, 0.0, 0.995, layer.extent(), 250_000)
         if not math.isfinite(maximum) or maximum <= minimum:
             maximum = minimum + 1.0
     values = log_stretch_stops(minimum, maximum)
@@ -50,7 +53,7 @@ def apply_night_lights_style(layer: QgsRasterLayer, minimum: float = 0.0, maximu
     ramp.setColorRampItemList(items)
     shader = QgsRasterShader(minimum, maximum)
     shader.setRasterShaderFunction(ramp)
-    renderer = QgsSingleBandPseudoColorRenderer(provider, 1, shader)
+    renderer = QgsSingleBandPseudoColorRenderer(provider, band, shader)
     renderer.setClassificationMin(minimum)
     renderer.setClassificationMax(maximum)
     layer.setRenderer(renderer)

@@ -66,6 +66,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "min_lr_ratio": 0.1,
     "log_every": 50,
     "val_batches": 2,  # validation batches (of batch_size tiles, from the [data] val split)
+    # Fine-tuning: start a new run from the EMA weights of another run's checkpoint (path relative to the
+    # repository, or absolute; "" = random init). Optimizer, schedule and step start afresh; the checkpoint's
+    # step, commit and sha256 go into the run's meta, so the chain of runs stays reproducible.
+    "init_from": "",
 }
 TABLES = ("model", "data", "train")
 
@@ -359,6 +363,26 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
+def initial_weights(path: str, model_table: dict[str, Any]) -> dict[str, Any]:
+    """EMA weights of the checkpoint named by [train] init_from, and where they came from (for the meta)."""
+    import hashlib
+
+    resolved = Path(path) if Path(path).is_absolute() else REPO / path
+    try:
+        state = ckpt.load(resolved)
+    except ckpt.CheckpointError as exc:
+        raise ConfigError(f"[train] init_from = {path!r}: {exc}; give a run directory or its checkpoint.pt") from exc
+    ckpt.check_compatible(state, model_table, f"[train] init_from {path}")
+    file = ckpt.resolve(resolved)
+    return {
+        "weights": state["ema"],
+        "checkpoint": path,
+        "step": int(state["step"]),
+        "git_commit": state["meta"].get("git_commit"),
+        "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+    }
+
+
 def check_data_table(table: dict[str, Any]) -> None:
     """build_dataset names unknown [data] keys in a ValueError; report it as a config error."""
     try:
@@ -433,7 +457,11 @@ def _train(
     start_step = int(state["step"]) if state else 0
     stop_step = min(tc["steps"], max_steps) if max_steps is not None else tc["steps"]
 
-    if state is None and getattr(model, "needs_data_init", False):
+    init = None
+    if state is None and tc["init_from"]:
+        init = initial_weights(tc["init_from"], config["model"])
+        ckpt.load_weights(model, init["weights"], f"[train] init_from {tc['init_from']}")
+    elif state is None and getattr(model, "needs_data_init", False):
         # Data-dependent init (ActNorm) from the first tiles, before the EMA copy and DDP's broadcast.
         first = default_collate([train_set[i] for i in range(min(per_rank_batch, len(train_set)))])
         model.data_init(to_device(first, env.device))
@@ -502,6 +530,10 @@ def _train(
         "device": torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else "cpu",
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if init is not None:
+        meta["init_from"] = {k: v for k, v in init.items() if k != "weights"}
+    elif state is not None and state["meta"].get("init_from"):
+        meta["init_from"] = state["meta"]["init_from"]
     # Every session that trained this run, in order (a run may span several sessions and machines).
     earlier = (state or {}).get("meta", {}).get("history") or (
         [{"command": state["meta"].get("command"), "git_commit": state["meta"].get("git_commit"), "from_step": None}]

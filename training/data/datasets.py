@@ -11,7 +11,7 @@ from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
 from nightlight_fusion_plugin.core.sensors import pixel_size_km
 from nightlight_fusion_plugin.core.transforms import condition_stack_v, radiance_to_model, reference_dmsp
 
-from ..simulate.pairs import make_pair
+from ..simulate.pairs import DMSP_YEARS, make_pair
 
 CONDITION_CHANNELS = ("dmsp", "reference", "reference_mask")
 
@@ -60,6 +60,12 @@ class SyntheticPairs(Dataset):
     reference_dropout: probability of hiding the reference (models must also work without one).
     spread: width of the sensor-parameter randomisation (1.0 = training range).
     robustness_holdout: sensor parameters outside the training range (the robustness test set).
+    reference_gaps: ranges of years [(lo, hi), ...] between target and reference; each tile picks a range, then
+    a gap in it, uniformly (None: the reference year is drawn from the VIIRS years after the DMSP year, as in
+    make_pair). reference_before: with reference_gaps, the probability that the reference is the earlier year.
+    Why: scenes grow over time, so a reference always later than the target teaches a model that the target is
+    darker than the reference even where the DMSP cannot see it (saturated cores); drawing the direction both
+    ways keeps "nothing changed" the answer when the DMSP shows no change, whatever the gap.
     """
 
     def __init__(
@@ -73,12 +79,18 @@ class SyntheticPairs(Dataset):
         augment: bool = True,
         reference_years: tuple[int, int] | None = None,
         condition_version: int = 1,
+        reference_gaps: list[tuple[int, int]] | None = None,
+        reference_before: float = 0.5,
     ):
         self.length, self.tile, self.seed = length, tile, seed
         self.reference_dropout, self.spread = reference_dropout, spread
         self.robustness_holdout, self.augment = robustness_holdout, augment
         self.reference_years = reference_years
         self.condition_version = condition_version
+        self.reference_gaps = [(int(lo), int(hi)) for lo, hi in reference_gaps] if reference_gaps else None
+        self.reference_before = float(reference_before)
+        if self.reference_gaps and any(not 0 <= lo <= hi for lo, hi in self.reference_gaps):
+            raise ValueError(f"reference_gaps must be [lo, hi] ranges with 0 <= lo <= hi, got {reference_gaps}")
 
     def __len__(self) -> int:
         return self.length
@@ -87,12 +99,18 @@ class SyntheticPairs(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index, 7])
-        reference_year = None
+        year = reference_year = None
         if self.reference_years is not None:
             reference_year = int(rng.integers(self.reference_years[0], self.reference_years[1] + 1))
+        elif self.reference_gaps:
+            year = int(rng.integers(DMSP_YEARS[0], DMSP_YEARS[1] + 1))
+            lo, hi = self.reference_gaps[int(rng.integers(len(self.reference_gaps)))]
+            gap = int(rng.integers(lo, hi + 1))
+            reference_year = year - gap if rng.random() < self.reference_before else year + gap
         pair = make_pair(
             int(self.seed * 1_000_003 + index),
             self.tile,
+            year=year,
             reference_year=reference_year,
             spread=self.spread,
             robustness_holdout=self.robustness_holdout,
@@ -119,7 +137,9 @@ def build_dataset(config: dict, split: str) -> Dataset:
     Keys: kind ('synthetic', 'semi_real', 'mixed' or 'refaware'), tile, length (train), val_length, seed,
     reference_dropout, spread, semi_real_fraction (mixed/refaware: share of semi-real Greece tiles), real_dir,
     condition_version (1: 3 channels; 2: + the reference simulated to DMSP), real_structure_fraction (refaware:
-    share of real Sudan 2023↔2024 pairs, real_structure.py; the rest is synthetic scenes for long gaps/new towns).
+    share of real Sudan 2023↔2024 pairs, real_structure.py; the rest is synthetic scenes for long gaps/new towns),
+    reference_gaps / reference_before (synthetic scenes: the reference-target gap ranges and direction, see
+    SyntheticPairs).
     Semi-real validation/test tiles come from the Greece hold-out region only; real-structure validation tiles
     are drawn with other seeds from the same (non-hold-out) Sudan area.
     """
@@ -135,6 +155,8 @@ def build_dataset(config: dict, split: str) -> Dataset:
         "real_dir",
         "condition_version",
         "real_structure_fraction",
+        "reference_gaps",
+        "reference_before",
     }
     unknown = set(config) - known
     if unknown:
@@ -160,6 +182,8 @@ def build_dataset(config: dict, split: str) -> Dataset:
         spread=spread,
         augment=split == "train",
         condition_version=version,
+        reference_gaps=config.get("reference_gaps"),
+        reference_before=float(config.get("reference_before", 0.5)),
     )
     if kind == "synthetic":
         return synthetic

@@ -78,3 +78,29 @@ def test_semi_real_greece_keeps_the_holdout_out_of_training(real_data):
             )
             assert overlaps == inside
     assert holdout[0]["valid"].mean() >= 0.8
+
+
+def test_reference_gaps_draw_both_directions_within_the_ranges(monkeypatch):
+    import training.data.datasets as datasets
+
+    seen = []
+    real_make_pair = datasets.make_pair
+
+    def spy(seed, size, year=None, reference_year=None, **kw):
+        seen.append((year, reference_year))
+        return real_make_pair(seed, size, year=year, reference_year=reference_year, **kw)
+
+    monkeypatch.setattr(datasets, "make_pair", spy)
+    ds = build_dataset({"tile": 16, "length": 40, "reference_gaps": [[0, 1], [10, 20]], "reference_before": 0.5}, "train")
+    for i in range(len(ds)):
+        ds[i]
+    gaps = [r - y for y, r in seen]
+    assert all(abs(g) <= 1 or 10 <= abs(g) <= 20 for g in gaps)
+    assert any(g < 0 for g in gaps) and any(g > 0 for g in gaps)  # both directions
+    assert any(abs(g) <= 1 for g in gaps) and any(abs(g) >= 10 for g in gaps)
+    seen.clear()
+    later = build_dataset({"tile": 16, "length": 20, "reference_gaps": [[3, 5]], "reference_before": 0.0}, "train")
+    later[0], later[1]
+    assert all(3 <= r - y <= 5 for y, r in seen)
+    with pytest.raises(ValueError, match="reference_gaps"):
+        SyntheticPairs(4, reference_gaps=[(5, 3)])

@@ -218,3 +218,28 @@ def test_distributed_data_parallel_on_cpu(tmp_path: Path) -> None:
     state = ckpt.load(out)
     assert state["step"] == 4 and state["meta"]["world_size"] == 2 and len(state["rng"]) == 2
     assert proc.stdout.count("done: step 4") == 1
+
+
+def test_init_from_fine_tunes_from_another_runs_ema_weights(tmp_path: Path, capsys) -> None:
+    first = tmp_path / "first"
+    assert run("--config", smoke("unet"), "--max-steps", "2", "--out", str(first)) == 0
+    text = Path(smoke("unet")).read_text().replace("[train]\n", f'[train]\ninit_from = "{first / "checkpoint.pt"}"\n')
+    second = tmp_path / "second"
+    assert run("--config", write_config(tmp_path / "ft.toml", text), "--max-steps", "1", "--out", str(second)) == 0
+    source, state = ckpt.load(first), ckpt.load(second)
+    assert state["step"] == 1  # a new run: its own step and schedule
+    recorded = state["meta"]["init_from"]
+    assert recorded["step"] == 2 and len(recorded["sha256"]) == 64
+    # Started from the first run's EMA weights, not a random init: one small step stays close to them.
+    start = source["ema"]
+    fresh = {k: v for k, v in RegressionUNet(ckpt.model_from_checkpoint(first).config).state_dict().items()}
+    moved = sum(float((state["model"][k] - start[k]).abs().sum()) for k in start)
+    random_distance = sum(float((fresh[k] - start[k]).abs().sum()) for k in start)
+    assert moved < 0.1 * random_distance
+    # A missing or incompatible checkpoint is a config error that names the key.
+    bad = text.replace(str(first / "checkpoint.pt"), str(tmp_path / "nowhere"))
+    assert run("--config", write_config(tmp_path / "bad.toml", bad), "--out", str(tmp_path / "never")) == 2
+    assert "init_from" in capsys.readouterr().err
+    wide = text.replace("base_channels = 8", "base_channels = 16")
+    assert run("--config", write_config(tmp_path / "wide.toml", wide), "--out", str(tmp_path / "never2")) != 0
+    assert "base_channels" in capsys.readouterr().err

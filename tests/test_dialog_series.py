@@ -152,6 +152,16 @@ def test_every_series_control_has_a_tooltip(dialog):
     assert dialog.single_radio.toolTip() and dialog.series_radio.toolTip()
 
 
+def test_help_opens_the_series_section(dialog, monkeypatch):
+    from qgis.PyQt.QtGui import QDesktopServices
+
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    dialog.run_panel.help_button.click()
+    assert opened[0].fragment() == "dialog-series" and Path(opened[0].toLocalFile()).is_file()
+    assert 'id="dialog-series"' in Path(opened[0].toLocalFile()).read_text()
+
+
 # --- running: layers, time, style --------------------------------------------------------------------
 def test_series_run_adds_year_layers_that_the_temporal_controller_plays(dialog, navigation, tmp_path):
     out = tmp_path / "series.tif"
@@ -423,3 +433,16 @@ def test_series_on_real_files(qgis_iface, qgis_processing, real_data, qgis_new_p
     dlg.close()
     QgsProject.instance().removeAllMapLayers()
     QgsProject.instance().layerTreeRoot().removeAllChildren()
+
+
+def test_cancel_leaves_no_series(dialog, tmp_path):
+    out = tmp_path / "series.tif"
+    dialog.output_widget.setFilePath(str(out))
+    finished = []
+    dialog.finished_run.connect(lambda ok, text: finished.append((ok, text)))
+    dialog.run_button.click()
+    dialog.cancel_button.click()  # before the first year is fused: core checks between years
+    assert wait_until(lambda: finished, 60)
+    assert finished[0][0] is False and "Cancelled" in finished[0][1], finished
+    assert not list(tmp_path.iterdir()) and dialog.series_layers == []
+    assert dialog.run_button.isEnabled()

@@ -129,6 +129,7 @@ class FuseDialog(QDialog):
         self.series_panel.setVisible(series)
         self.advanced_panel.set_series_mode(series)
         self.run_panel.algorithm_id = SERIES if series else FUSE
+        self.run_panel.help_anchor = "dialog-series" if series else "dialog"
         self.output_widget.setToolTip(
             self.tr("The series: a GeoTIFF with one band per year (band names = years); empty: a temporary file")
             if series
@@ -179,7 +180,8 @@ class FuseDialog(QDialog):
         pixels = size[0] if size is not None else None
         if pixels is not None and series:
             pixels *= len(self.series_panel.dmsp_rows())  # every DMSP file is one fusion run
-        model.speed_label.setText(model.speed_text(pixels, advanced.sampler(), advanced.steps_spin.value(), advanced.ensemble()))
+        ensemble = 1 if series else advanced.ensemble()  # a series draws one sample per year
+        model.speed_label.setText(model.speed_text(pixels, advanced.sampler(), advanced.steps_spin.value(), ensemble))
         self.run_disabled_reason = reason
         self.run_panel.show_ready(reason)
 

@@ -77,6 +77,7 @@ class RunPanel(QWidget):
         self.report_path: str | None = None
         self.add_results: Callable[[dict], str] = self._add_results
         self.algorithm_id = FUSE  # what Run starts by default; the dialog's Series mode sets nightlightfusion:series
+        self.help_anchor = "dialog"
         # Injectable for tests: asks before an existing output is replaced.
         self.confirm_overwrite: Callable[[list[str]], bool] = self._ask_overwrite
         self.timer = QTimer(self)
@@ -300,4 +301,4 @@ class RunPanel(QWidget):
         bar.pushMessage("Nightlight Fusion", message, level=level, duration=10 if success or warning else 0)
 
     def show_help(self) -> bool:
-        return QDesktopServices.openUrl(QUrl(help_url("dialog")))
+        return QDesktopServices.openUrl(QUrl(help_url(self.help_anchor)))

@@ -61,6 +61,19 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
     assert "flow_variant-fp32" not in manifest and not (zoo / "flow_variant-fp32.onnx").exists()
     # untrained smoke models never beat the baselines, so none becomes the plugin's default
     assert not any(m["default"] for m in manifest.values())
+    # --measure: only the named model (and the baselines) is measured again; the others keep their committed rows
+    before = json.loads((docs / "design_space.json").read_text())
+    fresh_cache = tmp_path / "only_unet.jsonl"
+    only_unet = [*command, "--measure", "unet-fp32", "--rows-cache", str(fresh_cache)]
+    one = subprocess.run(only_unet, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    keys = [json.loads(line)["key"] for line in fresh_cache.read_text().splitlines()]
+    assert keys and not any("diffusion" in k or "flow" in k for k in keys)
+    after = json.loads((docs / "design_space.json").read_text())
+    others = lambda rows: sorted(json.dumps(r, sort_keys=True) for r in rows if r["family"] not in ("baseline", "unet"))  # noqa: E731
+    assert others(after) == others(before) and any(r["model"] == "unet-fp32" for r in after)
+    bad = subprocess.run([*command, "--measure", "no-such-model"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "no-such-model" in bad.stderr
 
 
 def _row(model, family, set_name, reference, psnr, nfe=0, sampler=None, staged=False, r2=0.5, precision="fp32"):

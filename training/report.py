@@ -850,6 +850,13 @@ def main(argv: list[str] | None = None) -> int:
         "(for the models still in the zoo) instead of measuring them again",
     )
     parser.add_argument(
+        "--measure",
+        nargs="+",
+        metavar="ID",
+        help="measure only these models (and the baselines) again; every other model keeps its rows committed in "
+        "DOCS/design_space.json (for adding one model to the zoo without re-measuring the rest)",
+    )
+    parser.add_argument(
         "--runs",
         type=Path,
         nargs="*",
@@ -868,12 +875,27 @@ def main(argv: list[str] | None = None) -> int:
     # Real imagery judges the shipped models (and the fp32 twins of shipped int8 models), not design-space runs.
     real_models = shipped | {fp32_twin(m.__dict__) for m in models if m.id in shipped} - {None}
     kept: list[dict] = []
-    if args.only_real:
+    measured = models
+    if args.only_real or args.measure:
         known = {m.id for m in models}
+        unknown = sorted(set(args.measure or []) - known)
+        if unknown:
+            parser.error(f"--measure: {', '.join(unknown)} not in the zoo (known: {', '.join(sorted(known))})")
         previous = json.loads((args.docs / "design_space.json").read_text())
-        kept = [r for r in previous if not is_real(r["set"]) and (r["family"] == "baseline" or r["model"] in known)]
-        sets = {k: v for k, v in sets.items() if is_real(k)}
-    rows = kept + run_grid(models, sets, args.quick, RowCache(cache_path), real_models)
+        measured = [m for m in models if m.id in args.measure] if args.measure else models
+        again = {m.id for m in measured}
+
+        def keep(row: dict) -> bool:
+            if row["family"] != "baseline" and row["model"] not in known:
+                return False  # left the zoo
+            if args.only_real and not is_real(row["set"]):
+                return True
+            return row["family"] != "baseline" and row["model"] not in again  # baselines are measured again
+
+        kept = [r for r in previous if keep(r)]
+        if args.only_real:
+            sets = {k: v for k, v in sets.items() if is_real(k)}
+    rows = kept + run_grid(measured, sets, args.quick, RowCache(cache_path), real_models)
     (args.docs / "design_space.json").write_text(json.dumps(rows, indent=1) + "\n")
     figures = plots(rows, args.docs / "images") + sample_tiles(models, sets, args.docs / "images", rows)
     for name in sorted({r["set"] for r in kept}):  # tiles of the kept sets, made when they were measured

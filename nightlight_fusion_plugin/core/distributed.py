@@ -128,7 +128,7 @@ def _generative_rows(spec: BlockSpec, row0: int, row1: int) -> np.ndarray:
     """GenerativeFusion.run restricted to the tile rows that touch [row0, row1). Rows above the first chosen
     tile row lack that row's upper neighbour, but they lie above row0 and are dropped; every kept pixel gets
     the same tiles, batches and float64 sums in the same order as in the full run."""
-    from .generative import GenerativeFusion, prepare_lattice
+    from .generative import GenerativeFusion, prepare_lattice, tile_readers
     from .tiling import BandAccumulator, tile_rows
 
     method = _generative_method(spec)
@@ -147,8 +147,7 @@ def _generative_rows(spec: BlockSpec, row0: int, row1: int) -> np.ndarray:
 
     accumulator = BandAccumulator(grid, lattice, 2 if method.ensemble > 1 else 1)
     with ExitStack() as stack:
-        dmsp = stack.enter_context(AlignedReader(spec.dmsp, extended))
-        viirs = stack.enter_context(AlignedReader(spec.viirs, extended, Resampling.nearest)) if spec.viirs else None
+        dmsp, viirs = tile_readers(stack, spec.dmsp, spec.viirs, extended)
         for k, index in enumerate(chosen):
             jobs = rows[index]
             y = jobs[0].y

@@ -239,7 +239,7 @@ def _fuse_reference_change(request, dmsp, viirs, grid, intercal, output, result,
 def _fuse_generative(
     request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask=None
 ) -> None:
-    from .generative import GenerativeFusion, prepare_lattice, sampling_plan
+    from .generative import GenerativeFusion, prepare_lattice, sampling_plan, tile_readers
     from .tiling import tile_rows
 
     plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
@@ -255,8 +255,7 @@ def _fuse_generative(
     lattice, extended, offset = prepare_lattice(grid, method.tile)
     tiles = sum(len(row) for row in tile_rows(grid, lattice))
     with ExitStack() as stack:
-        dmsp_reader = stack.enter_context(AlignedReader(dmsp, extended))
-        viirs_reader = stack.enter_context(AlignedReader(viirs, extended, Resampling.nearest)) if viirs else None
+        dmsp_reader, viirs_reader = tile_readers(stack, dmsp, viirs, extended)
         writer = stack.enter_context(RasterWriter(output, grid, result.tags, "VIIRS-like radiance (nW/cm2/sr)"))
         spread = (
             stack.enter_context(

@@ -8,14 +8,16 @@ uncertainty layer.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from .errors import InputError
-from .grids import AlignedReader, Grid
+from .grids import AlignedReader, Grid, MirroredReader, RasterInfo
 from .intercalibration import Intercalibration
 from .runtime import load_model
 from .samplers import make_scheduler, nfe, sample, sampler_spec, samplers_for
@@ -246,6 +248,17 @@ class GenerativeFusion:
         missing = np.isnan(dmsp.read(Window(dx, lo + dy, grid.width, hi - lo)))
         values[:, missing] = np.nan  # nodata in DMSP stays nodata, never light
         write(lo, values)
+
+
+def tile_readers(
+    stack: ExitStack, dmsp: RasterInfo, viirs: RasterInfo | None, extended: Grid
+) -> tuple[MirroredReader, MirroredReader | None]:
+    """The DMSP (bilinear) and reference (nearest) readers a tile model reads on the extended grid, mirrored
+    beyond each raster's edges (grids.MirroredReader): the same in a single run and in every block of a
+    distributed one."""
+    dmsp_reader = MirroredReader(stack.enter_context(AlignedReader(dmsp, extended)))
+    viirs_reader = MirroredReader(stack.enter_context(AlignedReader(viirs, extended, Resampling.nearest))) if viirs else None
+    return dmsp_reader, viirs_reader
 
 
 def prepare_lattice(grid: Grid, tile: int) -> tuple[TileLattice, Grid, tuple[int, int]]:

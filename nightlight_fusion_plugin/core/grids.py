@@ -215,6 +215,51 @@ class AlignedReader:
         return out
 
 
+def footprint(info: RasterInfo, grid: Grid) -> tuple[range, range]:
+    """Rows and columns of `grid` whose pixel centres fall inside the raster's bounds (the pixels a warp fills),
+    clipped to the grid. A bounding box: for a raster in another CRS it is the box of its reprojected bounds."""
+    west, south, east, north = info.bounds_in(grid.crs)
+    col_a, row_a = ~grid.transform * (west, north)
+    col_b, row_b = ~grid.transform * (east, south)
+    rows, cols = sorted((row_a, row_b)), sorted((col_a, col_b))
+
+    def centres(lo: float, hi: float, size: int) -> range:
+        return range(min(max(math.ceil(lo - 0.5), 0), size), min(max(math.ceil(hi - 0.5), 0), size))
+
+    return centres(*rows, grid.height), centres(*cols, grid.width)
+
+
+def mirror_indices(index: np.ndarray, inside: range) -> np.ndarray:
+    """Indices outside `inside` reflected into it (numpy's 'symmetric' padding, repeated for any distance)."""
+    n = len(inside)
+    if n == 0:
+        return index
+    folded = np.mod(index - inside.start, 2 * n)
+    return inside.start + np.where(folded < n, folded, 2 * n - 1 - folded)
+
+
+class MirroredReader:
+    """Reads like `reader` inside the raster's footprint on the grid; rows and columns beyond the raster's edges
+    mirror the ones inside. Why: a tile model sees its whole tile, and beyond a raster's edge there is no data.
+    Read as "no light, no reference" (NaN), the edge of a lit raster looks like a wall of darkness that the models
+    never saw in training, and they darken everything near it; a small clip (a city cut out of a mosaic) is mostly
+    edge. Mirroring is the usual padding for convolutional models. Holes inside the raster stay NaN."""
+
+    def __init__(self, reader: AlignedReader):
+        self.reader, self.info = reader, reader.info
+        self.rows, self.cols = footprint(reader.info, reader.grid)
+
+    def read(self, window: Window) -> np.ndarray:
+        row0, col0 = int(window.row_off), int(window.col_off)
+        rows = mirror_indices(np.arange(row0, row0 + int(window.height)), self.rows)
+        cols = mirror_indices(np.arange(col0, col0 + int(window.width)), self.cols)
+        if rows[0] == row0 and cols[0] == col0 and np.all(np.diff(rows) == 1) and np.all(np.diff(cols) == 1):
+            return self.reader.read(window)
+        r0, c0 = int(rows.min()), int(cols.min())
+        block = self.reader.read(Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1))
+        return block[np.ix_(rows - r0, cols - c0)]
+
+
 @dataclass(frozen=True)
 class ValueRange:
     minimum: float

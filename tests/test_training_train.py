@@ -236,6 +236,12 @@ def test_init_from_fine_tunes_from_another_runs_ema_weights(tmp_path: Path, caps
     moved = sum(float((state["model"][k] - start[k]).abs().sum()) for k in start)
     random_distance = sum(float((fresh[k] - start[k]).abs().sum()) for k in start)
     assert moved < 0.1 * random_distance
+    # The model card names where the weights started.
+    from training.export import export
+
+    entry = export(str(second), tmp_path / "zoo", quantize="none", model_id="tuned")[0]
+    card = (tmp_path / "zoo" / entry["card"]).read_text()
+    assert f"fine-tuned from the EMA weights of `{first / 'checkpoint.pt'}` (step 2" in card
     # A missing or incompatible checkpoint is a config error that names the key.
     bad = text.replace(str(first / "checkpoint.pt"), str(tmp_path / "nowhere"))
     assert run("--config", write_config(tmp_path / "bad.toml", bad), "--out", str(tmp_path / "never")) == 2

@@ -452,8 +452,26 @@ def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
     variant = f", quantized from {entry['variant_of']}" if entry.get("variant_of") else ""
     semi_real = (
         " plus semi-real Greece tiles (real VIIRS 2017 truth, simulated DMSP) outside the Thessaloniki hold-out"
-        if data.get("kind") in ("mixed", "semi_real")
+        if data.get("kind") in ("mixed", "semi_real", "refaware")
         else ""
+    )
+    if data.get("kind") == "refaware":
+        semi_real += (
+            f"; {data.get('real_structure_fraction', 0.5):.0%} of the tiles are real Sudan Black Marble pairs (VNP46A3 "
+            "February 2023 and 2024, each year the reference of the other, DMSP simulated from the target) outside the "
+            "real-temporal hold-out (training/data/holdout.py)"
+        )
+    if data.get("reference_gaps"):
+        ranges = ", ".join(f"{lo}–{hi}" for lo, hi in data["reference_gaps"])
+        semi_real += (
+            f"; synthetic reference/target gaps drawn from {ranges} years, the reference earlier than the target with "
+            f"p = {data.get('reference_before', 0.5)}"
+        )
+    init = meta.get("init_from")
+    fine_tuned = (
+        f"  fine-tuned from the EMA weights of `{init['checkpoint']}` (step {init['step']}, sha256 {init['sha256'][:12]}…);"
+        if init
+        else None
     )
     sessions = meta.get("history") or [{"command": meta.get("command"), "git_commit": meta.get("git_commit")}]
     command = "; then ".join(
@@ -466,7 +484,12 @@ def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
     lines = [
         f"# {entry['id']}",
         "",
-        f"- **Family**: {entry['family']} ({entry['precision']}{variant})",
+        f"- **Family**: {entry['family']} ({entry['precision']}{variant})"
+        + (
+            f"; condition v{meta['condition_version']}, target `{meta.get('target', 'absolute')}`"
+            if int(meta.get("condition_version") or 1) > 1
+            else ""
+        ),
         "- **Task**: VIIRS-like radiance (nW/cm²/sr, 15″) for the year of a DMSP-OLS stable-lights raster, optionally",
         "  guided by a VIIRS DNB reference of another year (see docs/training_data.md).",
         f"- **Training data**: {data.get('kind', 'synthetic')}: simulated DMSP/VIIRS scene pairs (training/simulate, sensor",
@@ -474,6 +497,7 @@ def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
         f"  reference dropped at random (p = {data.get('reference_dropout', 0.3)}).",
         f"- **How it was trained**: {command}; seed {meta.get('seed')}, {state.get('step')} steps",
         f"  (run directory `{provenance['checkpoint']}`);",
+        *([fine_tuned] if fine_tuned else []),
         f"  exported by `{provenance['command']}` at commit {provenance['commit']}.",
         "- **Intended use**: backcasting VIIRS-like night lights for 1992–2013 DMSP years, and cross-sensor",
         "  super-resolution without a reference, for regional analysis in QGIS.",

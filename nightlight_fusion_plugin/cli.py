@@ -130,6 +130,7 @@ def cmd_series(args: argparse.Namespace) -> int:
         viirs_years=args.viirs_years,
         include_viirs=not args.no_viirs_bands,
         temporal_smoothing=not args.no_temporal_smoothing,
+        temporal_fit=args.temporal_fit,
         model=args.model,
         seed=args.seed,
         extent=args.extent,
@@ -312,7 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--satellites", help="satellite of each DMSP file, comma-separated (default: from the names)")
     p.add_argument("--viirs-years", type=_int_list, help="year of each VIIRS file (default: from the names)")
     p.add_argument("--no-viirs-bands", action="store_true", help="do not append the real VIIRS years as bands")
-    p.add_argument("--no-temporal-smoothing", action="store_true", help="skip the per-year gain fit (docs/scale.md)")
+    p.add_argument("--no-temporal-smoothing", action="store_true", help="skip the per-year level fit (docs/scale.md)")
+    p.add_argument(
+        "--temporal-fit",
+        choices=["prior", "local-trend"],
+        default="prior",
+        help="prior: year levels measured from the DMSP via the sensor model, smoothed with the Elvidge gain prior "
+        "(default); local-trend: the earlier per-year gain vs a Theil-Sen trend (core/temporal.py)",
+    )
     p.add_argument("--model", help="model id (see 'models'); the same model and seed for every year")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extent", type=_extent, help="xmin,ymin,xmax,ymax to restrict the area")

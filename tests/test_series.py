@@ -13,6 +13,7 @@ import rasterio
 from nightlight_fusion_plugin.cli import main
 from nightlight_fusion_plugin.core.errors import FusionError
 from nightlight_fusion_plugin.core.series import SeriesRequest, fit_year_gains, local_trend, run_series
+from nightlight_fusion_plugin.core.temporal import dmsp_scene_change, gain_sigma, prior_gains, smooth_levels
 
 SAMPLE = Path(__file__).resolve().parent.parent / "nightlight_fusion_plugin" / "sample_data"
 
@@ -210,3 +211,81 @@ def test_per_year_layers_get_their_year_as_a_fixed_temporal_range(qgis_processin
     assert props.isActive() and props.mode() == QgsRasterLayerTemporalProperties.ModeFixedTemporalRange
     span = props.fixedTemporalRange()
     assert (span.begin().date().year(), span.end().date().year(), span.end().date().month()) == (2005, 2005, 12)
+
+
+def _corrected(fit_gains: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    return levels - fit_gains
+
+
+def test_prior_fit_takes_out_a_one_year_gain_jump_and_keeps_a_step_at_the_seam():
+    t = np.arange(2000.0, 2013.0)
+    viirs = t >= 2010
+    truth = np.where(viirs, -0.3, 0.0)  # the light fell by 26 % when VIIRS took over (a crisis, not a gain)
+    gain = np.where(t == 2004, 0.25, 0.0)  # one satellite-year reads 28 % too bright
+    levels = truth + gain
+    fitted = prior_gains(t, levels, levels, viirs)[0]
+    assert np.all(fitted[viirs] == 0.0)
+    assert fitted[4] > 0.5 * 0.25  # most of the jump is taken out as gain
+    corrected = _corrected(fitted, levels)
+    assert corrected[10] - corrected[9] < 0.5 * -0.3  # most of the seam step stays in the series
+    old = fit_year_gains(np.tile(levels, (50, 1)), t, viirs)  # the local-trend fit on the same levels
+    old_step = _corrected(old, levels)[10] - _corrected(old, levels)[9]
+    assert corrected[10] - corrected[9] < old_step  # keeps more of it than the local-trend fit
+
+
+def test_prior_fit_cuts_random_satellite_gains_on_a_growing_scene():
+    rng = np.random.default_rng(4)
+    t = np.arange(2004.0, 2017.0)
+    viirs = t >= 2014
+    truth = 0.05 * (t - 2004) + np.cumsum(rng.normal(0, 0.02, t.size))
+    gain = np.where(viirs, 0.0, rng.normal(0.0, gain_sigma(), t.size))
+    fitted, tau = prior_gains(t, truth + gain, truth + gain, viirs)
+    assert tau < gain_sigma()  # the REML τ sees a smooth scene, not the gains, as the real change
+    rms = lambda v: np.sqrt(np.mean(v[~viirs] ** 2))  # noqa: E731
+    assert rms(fitted - gain) < 0.5 * rms(gain)
+
+
+def test_smooth_levels_without_anchors_or_with_few_years():
+    levels, tau = smooth_levels(np.array([2000.0, 2001.0]), np.array([1.0, 1.2]), np.array([0.1, 0.1]))
+    assert tau == gain_sigma() and np.all(np.isfinite(levels))
+    assert levels[0] < levels[1]  # two noisy years: pulled together, order kept
+
+
+def test_dmsp_scene_change_recovers_a_whole_scene_gain(tmp_path):
+    from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
+    from nightlight_fusion_plugin.core.grids import inspect_raster, output_grid
+    from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
+
+    reference = SAMPLE / "viirs_2015_reference_sample.tif"
+    with rasterio.open(reference) as src:
+        profile, data = src.profile, src.read(1)
+    for factor in (0.7, 1.0, 1.4):
+        scaled = tmp_path / "scaled.tif"
+        with rasterio.open(scaled, "w", **profile) as dst:
+            dst.write(data * factor, 1)
+        simulate_dmsp_raster(str(scaled), str(tmp_path / "d.tif"), "F16", 2008, overwrite=True)
+        dmsp, viirs = inspect_raster(tmp_path / "d.tif", "DMSP"), inspect_raster(reference, "VIIRS")
+        change = dmsp_scene_change(dmsp, viirs, output_grid(dmsp, viirs, None, None), intercalibration_for("F16", 2008))
+        assert change == pytest.approx(np.log(factor), abs=0.02)
+
+
+def test_temporal_fits_are_switchable_and_reported(years, tmp_path):
+    def run(name, **options):
+        request = SeriesRequest(
+            dmsp=[str(years[k]) for k in ("F14_2003", "F15_2005", "F16_2005")], viirs=[str(years["viirs"])],
+            output=str(tmp_path / f"{name}.tif"), model="baseline", **options,
+        )  # fmt: skip
+        report = run_series(request).report
+        with rasterio.open(tmp_path / f"{name}.tif") as src:
+            return src.read(), report
+
+    off, off_report = run("off", temporal_smoothing=False)
+    for fit in ("prior", "local-trend"):
+        on, report = run(fit, temporal_fit=fit)
+        assert report["temporal_fit"] == fit and report["year_gains"]["2015"] == 1.0
+        gains = np.array(list(report["year_gains"].values()), np.float32)
+        assert np.allclose(on, off / gains[:, None, None], rtol=1e-5, equal_nan=True)  # one factor per band, nothing else
+    assert report["gain_prior_sigma"] is None and off_report["temporal_fit"] is None
+    assert run("p2", temporal_fit="prior")[1]["gain_prior_sigma"] == pytest.approx(gain_sigma(), abs=1e-4)
+    with pytest.raises(FusionError, match="Unknown temporal fit"):
+        run("bad", temporal_fit="kalman")

@@ -57,6 +57,12 @@ def check_radiance_values(info) -> None:
         )
 
 
+def fine_resampling(info) -> Resampling:
+    """How radiance is read onto the 15″ grid nested in the DMSP lattice: averaged from finer rasters,
+    interpolated from 15″ ones (a half-pixel shift is common between products' lattices)."""
+    return Resampling.average if abs(info.transform.a) < DMSP_PIXEL_DEG / 2 * 0.75 else Resampling.bilinear
+
+
 def dmsp_grid_covering(info) -> Grid:
     bounds = info.bounds_in(WGS84)
     base = lattice(DMSP_PIXEL_DEG, DMSP_LATTICE_ORIGIN)
@@ -91,7 +97,7 @@ def simulate_dmsp_raster(
         out_grid.width * 2 + 2 * margin,
         out_grid.height * 2 + 2 * margin,
     )
-    resampling = Resampling.average if abs(info.transform.a) < DMSP_PIXEL_DEG / 2 * 0.75 else Resampling.bilinear
+    resampling = fine_resampling(info)
     tags = {
         "NLF_METHOD": "simulate_dmsp",
         "NLF_VIIRS": os.path.abspath(viirs_path),

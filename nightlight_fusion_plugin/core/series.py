@@ -9,13 +9,14 @@ How the series is made consistent in time:
 - each DMSP year is fused with the VIIRS reference nearest to it in time (ties: the earlier);
 - all inputs are warped onto the grid of the earliest reference (DMSP bilinear, VIIRS nearest), so inputs on
   other grids or CRSs are allowed;
-- temporal step (on unless `temporal_smoothing=False`): satellite gain differences are whole-scene factors,
-  so each DMSP year's map is divided by one robust gain, fitted on a sample of pixels lit in every year: the
-  scene's log level of year y is the median over pixels of log x_y minus the pixel's mean over the years, and
-  the gain is that level minus its robust local trend (Theil–Sen line over ±2 years). Real VIIRS years are
-  trusted (gain 1) and anchor the level; without them the DMSP gains are normalised to a geometric mean of 1.
-  A local line keeps real trends, so only year-to-year jumps that the neighbours do not share are taken out;
-  pixel detail is not smoothed.
+- temporal step (on unless `temporal_smoothing=False`; core/temporal.py): one whole-scene factor per DMSP year.
+  `temporal_fit="prior"` (default): each DMSP year's level is measured from the DMSP itself through the sensor
+  model against its reference (the change the DMSP sees, undamped by the model), then the year levels are fitted
+  jointly with the real VIIRS years as a random walk with drift observed through a residual satellite gain of
+  known spread (σ from the Elvidge curves), τ by REML; each map is scaled to the smoothed level. A one-year jump
+  is shrunk as gain, a step that persists into the VIIRS years (the seam) is kept as change. Without references
+  the fused maps' own levels are smoothed. `temporal_fit="local-trend"`: the earlier fit (per-year gain = the
+  scene level's deviation from its local Theil–Sen line, VIIRS years anchoring it). Pixel detail is not smoothed.
 
 The report (`series.json` next to the output, also returned) gives per series: the sum of lights of every
 band (over pixels valid in all bands), the year-to-year ratios, the step at the DMSP→VIIRS seam (last DMSP
@@ -45,10 +46,14 @@ from .fuse import FuseRequest, fuse
 from .grids import AlignedReader, Grid, inspect_raster, output_grid
 from .intercalibration import intercalibration_for, parse_satellite_year
 from .output import GTIFF_OPTIONS, RasterWriter, check_output_path, overview_factors, partial_path
+from .temporal import FITS, LevelInput, fit_year_gains, gain_sigma, lit_log_sample, local_trend, prior_year_gains  # noqa: F401 (re-exported)
 
 ProgressCallback = Callable[[float, str], None]
 LIT = 0.5  # nW/cm²/sr: pixels below are too dark for a log-ratio gain estimate
-GAIN_SAMPLES = 200_000
+TEMPORAL_TAGS = {
+    "prior": "year levels from the DMSP via the sensor model, random-walk smoother with the Elvidge gain prior",
+    "local-trend": "year-gain fit (scene log level vs its local Theil-Sen trend)",
+}
 STAT_ROWS = 256
 _VIIRS_YEAR = re.compile(r"(?<!\d)(20[1-4]\d)(?!\d)")
 
@@ -64,6 +69,7 @@ class SeriesRequest:
     viirs_years: list[int] | None = None
     include_viirs: bool = True  # the real VIIRS years as bands of the series
     temporal_smoothing: bool = True
+    temporal_fit: str = "prior"  # "prior" or "local-trend" (core/temporal.py)
     model: str | None = None
     seed: int = 0
     extent: tuple[float, float, float, float] | None = None
@@ -126,6 +132,11 @@ def resolve_dmsp(request: SeriesRequest) -> list[DmspInput]:
     return out
 
 
+def check_temporal_fit(request: SeriesRequest) -> None:
+    if request.temporal_fit not in FITS:
+        raise InputError(f"Unknown temporal fit '{request.temporal_fit}': choose one of {', '.join(FITS)}.")
+
+
 def resolve_viirs(request: SeriesRequest) -> list[tuple[str, int]]:
     if request.viirs_years is not None and len(request.viirs_years) != len(request.viirs):
         raise InputError(f"--viirs-years gives {len(request.viirs_years)} year(s) for {len(request.viirs)} VIIRS file(s).")
@@ -149,37 +160,6 @@ def nearest_reference(year: int, references: list[tuple[str, int]]) -> str | Non
     if not references:
         return None
     return min(references, key=lambda item: (abs(item[1] - year), item[1]))[0]
-
-
-def local_trend(t: np.ndarray, level: np.ndarray, half_window: float = 2.0) -> np.ndarray:
-    """Robust local line through a short series: at each year, the Theil–Sen line (median of pairwise slopes)
-    of the points within ±half_window years, evaluated there. A straight piece keeps real trends; the medians
-    ignore the one or two years whose satellite gain is off."""
-    out = np.empty_like(level, dtype=np.float64)
-    for i, ti in enumerate(t):
-        near = np.flatnonzero(np.abs(t - ti) <= half_window)
-        if near.size < 3:  # too short a window: widen to the three nearest years
-            near = np.argsort(np.abs(t - ti), kind="stable")[:3]
-        tt, yy = t[near], level[near]
-        slopes = [(yy[b] - yy[a]) / (tt[b] - tt[a]) for a in range(len(tt)) for b in range(a + 1, len(tt)) if tt[b] != tt[a]]
-        slope = float(np.median(slopes)) if slopes else 0.0
-        out[i] = float(np.median(yy - slope * (tt - ti)))
-    return out
-
-
-def fit_year_gains(log_values: np.ndarray, t: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-    """Per-year log gains [Y] from a [N, Y] sample of log radiance of pixels lit in every year: the scene's
-    level in year y is the median over pixels of log x_y minus the pixel's mean over the years; the gain is
-    that level minus its robust local trend. `fixed` years (real VIIRS) keep gain 0 and so anchor the level;
-    without any, the gains are centred (geometric mean 1)."""
-    gains = np.zeros(log_values.shape[1])
-    if log_values.shape[1] < 3 or log_values.shape[0] == 0:
-        return gains
-    level = np.median(log_values - log_values.mean(axis=1, keepdims=True), axis=0)
-    gains = np.where(fixed, 0.0, level - local_trend(np.asarray(t, np.float64), level))
-    if not fixed.any():
-        gains = gains - gains.mean()
-    return gains
 
 
 def _check_outputs(request: SeriesRequest, labels: list[str], inputs: list[str]) -> tuple[Path | None, list[Path], Path]:
@@ -245,6 +225,7 @@ def run_series(
     `cluster`: ClusterOptions for distributed.fuse_blocks (None: each year by fuse() in this process)."""
     started = time.perf_counter()
     report = progress or (lambda fraction, message: None)
+    check_temporal_fit(request)
     dmsp = resolve_dmsp(request)
     references = resolve_viirs(request)
     notes: list[str] = []
@@ -325,22 +306,23 @@ def run_series(
         report(0.8, "Temporal consistency")
         with rasterio.Env(GDAL_CACHEMAX=64), ExitStack() as stack:
             year_readers = {y: [stack.enter_context(rasterio.open(p)) for p in runs[y]] for y in dmsp_years}
-            viirs_readers = [
-                stack.enter_context(AlignedReader(inspect_raster(p, "VIIRS"), grid, Resampling.nearest)) for p, _ in viirs_bands
+            ref_readers = [
+                stack.enter_context(AlignedReader(inspect_raster(p, "VIIRS"), grid, Resampling.nearest)) for p, _ in references
             ]
+            viirs_readers = ref_readers if request.include_viirs else []
             dmsp_readers = {
                 y: [(stack.enter_context(AlignedReader(infos[d.path], grid)), intercalibration_for(d.satellite, d.year))
                     for d in dmsp if d.year == y]
                 for y in dmsp_years
             }  # fmt: skip
 
-            def read_band(window: Window) -> np.ndarray:
+            def read_band(window: Window, viirs: list = viirs_readers) -> np.ndarray:
                 maps = []
                 for y in dmsp_years:
                     parts = np.stack([r.read(1, window=window) for r in year_readers[y]])
                     with np.errstate(invalid="ignore"):
                         maps.append(np.nanmean(parts, axis=0) if len(parts) > 1 else parts[0])
-                maps += [r.read(window) for r in viirs_readers]
+                maps += [r.read(window) for r in viirs]
                 return np.stack(maps)  # [bands, rows, width]
 
             def rows() -> list[Window]:
@@ -349,29 +331,36 @@ def run_series(
             n_dmsp = len(dmsp_years)
             fixed = np.array([False] * n_dmsp + [True] * len(viirs_bands))
             gains = np.zeros(len(labels))
-            if request.temporal_smoothing and len(labels) >= 2:
-                rng = np.random.default_rng(0)
-                keep = min(1.0, GAIN_SAMPLES / max(grid.width * grid.height, 1))
-                samples = []
-                for window in rows():
-                    stack_ = read_band(window).reshape(len(labels), -1).T
-                    lit = np.nanmin(np.where(np.isfinite(stack_), stack_, np.inf), axis=1) > LIT
-                    idx = np.flatnonzero(lit)
-                    if keep < 1.0 and idx.size:
-                        idx = rng.choice(idx, size=max(1, int(round(idx.size * keep))), replace=False)
-                    samples.append(np.log(stack_[idx]))
-                sample = np.concatenate(samples) if samples else np.empty((0, len(labels)))
+            tau = None
+            if request.temporal_smoothing and len(labels) >= 2 and request.temporal_fit == "local-trend":
+                sample = lit_log_sample((read_band(w) for w in rows()), len(labels), grid.width * grid.height, LIT)
                 gains = fit_year_gains(sample, np.array(dmsp_years + [y for _, y in viirs_bands], np.float64), fixed)
                 if sample.shape[0] == 0:
                     notes.append(f"Temporal step skipped: no pixel is lit (> {LIT} nW/cm²/sr) in every year.")
+            elif request.temporal_smoothing and n_dmsp + len(references) >= 2:
+                sums_all = np.zeros(n_dmsp + len(references))  # over pixels valid in every DMSP map and reference
+                for window in rows():
+                    maps = read_band(window, ref_readers)
+                    sums_all += np.where(np.all(np.isfinite(maps), axis=0), maps, 0.0).sum(axis=(1, 2))
+                if np.all(sums_all > 0):
+                    ref_index = {p: i for i, (p, _) in enumerate(references)}
+                    files = [LevelInput(infos[d.path], intercalibration_for(d.satellite, d.year), d.year,
+                                        ref_index.get(nearest_reference(d.year, references))) for d in dmsp]  # fmt: skip
+                    ref_infos = [(inspect_raster(p, "VIIRS"), y) for p, y in references]
+                    dmsp_gains, tau, level_notes = prior_year_gains(
+                        files, ref_infos, grid, dmsp_years, sums_all[:n_dmsp], sums_all[n_dmsp:]
+                    )
+                    gains[:n_dmsp] = dmsp_gains
+                    notes += level_notes
+                else:
+                    notes.append("Temporal step skipped: a year has no light on the pixels valid in every year.")
             factors = np.exp(-gains)
 
             tags = {
                 "NLF_SERIES_YEARS": ",".join(labels),
-                "NLF_SERIES_TEMPORAL": "year-gain fit (scene log level vs its local Theil-Sen trend)"
-                if request.temporal_smoothing
-                else "none",
+                "NLF_SERIES_TEMPORAL": TEMPORAL_TAGS[request.temporal_fit] if request.temporal_smoothing else "none",
                 "NLF_SERIES_GAINS": ",".join(f"{np.exp(g):.4f}" for g in gains),
+                **({"NLF_SERIES_LEVEL_TAU": f"{tau:.4f}"} if tau is not None else {}),
                 "NLF_SEED": str(request.seed),
                 "NLF_METHOD": request.model or "default",
             }
@@ -441,6 +430,9 @@ def run_series(
         "model": request.model or "default",
         "seed": request.seed,
         "temporal_smoothing": request.temporal_smoothing,
+        "temporal_fit": request.temporal_fit if request.temporal_smoothing else None,
+        "gain_prior_sigma": round(gain_sigma(), 4) if request.temporal_smoothing and request.temporal_fit == "prior" else None,
+        "level_step_sigma": tau,
         "year_gains": {label: float(np.exp(g)) for label, g in zip(labels, gains)},
         "references": {str(d.year): os.path.basename(nearest_reference(d.year, references) or "") for d in dmsp},
         "sum_of_lights": {label: float(s) for label, s in zip(labels, sums)},

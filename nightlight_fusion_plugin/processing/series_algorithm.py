@@ -29,14 +29,19 @@ from ..core.samplers import SAMPLERS
 from .common import NightLightsStyler, core_callbacks, help_url, inputs_untouched, raster_file, require_core, run_core
 from .fuse_algorithm import DEVICES, model_ids
 
+FITS = ("prior", "local-trend")  # core/temporal.py FITS (not imported here: core may lack its dependencies)
+
 HELP = """<p>One VIIRS-like radiance map per DMSP year, plus the real VIIRS years, as a multi-band GeoTIFF whose band
 descriptions are the years (and, with <b>PER_YEAR_DIR</b>, one GeoTIFF per year).</p>
 <p><b>DMSP</b>: DMSP-OLS stable lights of several years (1992–2013); satellite and year are read from NOAA names
 (F152005, F15_2005) or from <b>YEARS</b> (comma-separated, in the order of the layers). A year flown by two satellites
 is intercalibrated and fused per satellite, then averaged. <b>VIIRS</b>: one or more references (year in the name);
 each DMSP year uses the one nearest in time; all inputs are warped onto the earliest reference's grid.
-<b>MODEL</b>/<b>SEED</b>: the same for every year. <b>TEMPORAL_SMOOTHING</b>: divide each DMSP year by a robust
-whole-scene gain (running median of 3 years of each pixel's log-radiance series). The series report (JSON next to
+<b>MODEL</b>/<b>SEED</b>: the same for every year. <b>TEMPORAL_SMOOTHING</b>: one whole-scene factor per DMSP year;
+<b>TEMPORAL_FIT</b> <i>prior</i> (default): each year's level measured from the DMSP through the sensor model, smoothed
+jointly with the VIIRS years under the known satellite-gain spread (a one-year jump is gain, a lasting step is
+change); <i>local-trend</i>: the earlier per-year gain against a Theil–Sen trend (core/temporal.py).
+The series report (JSON next to
 the output) gives year-to-year sum-of-lights ratios, the DMSP→VIIRS seam step and the trend-sign disagreement.
 Per-year layers are loaded with a fixed temporal range (their year) for the Temporal Controller.</p>
 <p>Optional: <b>SATELLITES</b> (comma-separated, one per DMSP layer, empty entries: from the name),
@@ -64,6 +69,7 @@ class _YearRange(QgsProcessingLayerPostProcessorInterface):
 class SeriesAlgorithm(QgsProcessingAlgorithm):
     DMSP, VIIRS, YEARS, MODEL, SEED = "DMSP", "VIIRS", "YEARS", "MODEL", "SEED"
     TEMPORAL_SMOOTHING, OUTPUT, PER_YEAR_DIR, REPORT = "TEMPORAL_SMOOTHING", "OUTPUT", "PER_YEAR_DIR", "REPORT"
+    TEMPORAL_FIT = "TEMPORAL_FIT"
     SATELLITES, VIIRS_YEARS, INCLUDE_VIIRS, EXTENT = "SATELLITES", "VIIRS_YEARS", "INCLUDE_VIIRS", "EXTENT"
     SPEED, SAMPLER, STEPS, TEMPERATURE = "SPEED", "SAMPLER", "STEPS", "TEMPERATURE"
     DEVICE, THREADS, BATCH_SIZE, OVERWRITE = "DEVICE", "THREADS", "BATCH_SIZE", "OVERWRITE"
@@ -119,6 +125,9 @@ class SeriesAlgorithm(QgsProcessingAlgorithm):
                 self.VIIRS_YEARS, self.tr("VIIRS years, comma-separated (empty: from names)"), optional=True
             ),
             QgsProcessingParameterBoolean(self.INCLUDE_VIIRS, self.tr("The real VIIRS years as bands of the series"), True),
+            QgsProcessingParameterEnum(
+                self.TEMPORAL_FIT, self.tr("Temporal fit"), list(FITS), defaultValue=FITS[0], usesStaticStrings=True
+            ),
             QgsProcessingParameterExtent(self.EXTENT, self.tr("Area"), optional=True),
             QgsProcessingParameterNumber(
                 self.SPEED, self.tr("Speed level (1 = fastest; empty: the model's default)"), integer, optional=True, minValue=1
@@ -197,6 +206,7 @@ class SeriesAlgorithm(QgsProcessingAlgorithm):
         self._model = self.parameterAsEnumString(parameters, self.MODEL, context) or None
         self._seed = self.parameterAsInt(parameters, self.SEED, context)
         self._smooth = self.parameterAsBoolean(parameters, self.TEMPORAL_SMOOTHING, context)
+        self._fit = self.parameterAsEnumString(parameters, self.TEMPORAL_FIT, context) or FITS[0]
         self._output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         self._per_year_dir = None
         if parameters.get(self.PER_YEAR_DIR) not in (None, ""):
@@ -217,6 +227,7 @@ class SeriesAlgorithm(QgsProcessingAlgorithm):
             viirs_years=self._viirs_years,
             include_viirs=self._include_viirs,
             temporal_smoothing=self._smooth,
+            temporal_fit=self._fit,
             model=self._model,
             seed=self._seed,
             extent=self._extent,

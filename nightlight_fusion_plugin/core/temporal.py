@@ -12,8 +12,9 @@ Two fits (SeriesRequest.temporal_fit):
    log(k · sum of lights of that reference). Without any reference: the fused map's own log sum of lights.
 2. Observation model: level_y = T_y + g_y with the residual satellite gain g_y ~ N(0, σ_g²), σ_g = the spread of
    the Elvidge curves (gain_sigma(); what intercalibration may leave uncorrected, an upper bound); the real VIIRS
-   years observe T_y directly (VIIRS_LEVEL_SIGMA). The true level T is a random walk with drift
-   (T_{y+1} − T_y ~ N(μ, τ²)): real light changes by trends and by steps (a crisis, a new town) of size τ.
+   years observe T_y directly (VIIRS_LEVEL_SIGMA). The true level T is a random walk with drift whose yearly
+   steps are Student-t with scale τ: real light changes by trends, small yearly changes and a few large steps
+   (a crisis, a new town) that must stay steps.
 3. τ is not set by hand: it is the restricted-maximum-likelihood estimate from the same series (a white jump
    pattern is gain, a persistent one is change); with fewer than MIN_YEARS_FOR_TAU years τ = σ_g.
 4. Each DMSP year's map is scaled so that its sum of lights is exp(E[T_y | all levels]) (the posterior mean,

@@ -72,6 +72,8 @@ def test_quick_report_writes_docs_and_speed_levels(smoke_zoo, tmp_path):
     after = json.loads((docs / "design_space.json").read_text())
     others = lambda rows: sorted(json.dumps(r, sort_keys=True) for r in rows if r["family"] not in ("baseline", "unet"))  # noqa: E731
     assert others(after) == others(before) and any(r["model"] == "unet-fp32" for r in after)
+    carried = (docs / "design_space.md").read_text().split("**Partly carried over**")[1].split("\n\n")[0]
+    assert "`diffusion-fp32`" in carried and "`unet-fp32`" not in carried
     bad = subprocess.run([*command, "--measure", "no-such-model"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no-such-model" in bad.stderr
 

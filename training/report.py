@@ -431,7 +431,12 @@ def temperature_cell(row: dict) -> str:
 
 
 def markdown(
-    rows: list[dict], figures: list[str], quick: bool, entries: list[dict] | None = None, runs_dir: Path | None = None
+    rows: list[dict],
+    figures: list[str],
+    quick: bool,
+    entries: list[dict] | None = None,
+    runs_dir: Path | None = None,
+    kept: list[dict] | None = None,
 ) -> str:
     lines = [
         "# Design space: which model family fuses DMSP-OLS and VIIRS best, at what cost",
@@ -444,6 +449,16 @@ def markdown(
         "them: compare times within a table, and see `make bench` for timings on an idle machine.",
         "",
     ]
+    if kept:
+        models = sorted({r["model"] for r in kept if r["family"] != "baseline"})
+        sets = sorted({r["set"] for r in kept})
+        lines += [
+            f"**Partly carried over**: the rows of {', '.join(f'`{m}`' for m in models) or 'the baselines'} on "
+            f"{', '.join(sets)} were not measured in this run (`--measure` / `--only-real`) but kept from the previous",
+            "report's `docs/design_space.json`, measured by an earlier commit of the engine; `make report` with an empty",
+            "rows cache measures everything again.",
+            "",
+        ]
     lines += real_markdown(rows, entries or [], setting)
     lines += ["## Simulated and semi-real sets", ""]
     keys = ["psnr_log", "ssim_log", "rmse", "r2", "sum_of_lights_error", "saturated_rmse", "seconds_per_megapixel"]
@@ -905,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
         {"id": m.id, "family": m.family, "precision": m.precision, "variant_of": m.variant_of, "shipped": m.id in shipped}
         for m in models
     ]
-    (args.docs / "design_space.md").write_text(markdown(rows, figures, args.quick, entries, args.runs_dir))
+    (args.docs / "design_space.md").write_text(markdown(rows, figures, args.quick, entries, args.runs_dir, kept))
     if models and not args.no_manifest:
         update_manifest(args.zoo, rows)
     print(args.docs / "design_space.md")

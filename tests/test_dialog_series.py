@@ -380,21 +380,7 @@ def test_a_clash_core_finds_is_refused_with_its_words(dialog, tmp_path):
 
 # --- real files --------------------------------------------------------------------------------------
 @pytest.mark.real_data
-@pytest.mark.parametrize(
-    "smoothing",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="core/series.py temporal step: pixels lit in some years but nodata in another enter the gain "
-                "sample, log(NaN) makes every DMSP gain NaN and the DMSP bands all-NaN (São Tomé: VIIRS and DMSP "
-                "nodata differ); strict, so the fix shows here",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("smoothing", [False, True])
 def test_series_on_real_files(qgis_iface, qgis_processing, real_data, qgis_new_project, navigation, tmp_path, smoothing):
     """São Tomé: the real DMSP 1992 clip (float DN, real nodata) as two years, the real VIIRS 2014 reference."""
     register_provider()

@@ -289,3 +289,13 @@ def test_temporal_fits_are_switchable_and_reported(years, tmp_path):
     assert run("p2", temporal_fit="prior")[1]["gain_prior_sigma"] == pytest.approx(gain_sigma(), abs=1e-4)
     with pytest.raises(FusionError, match="Unknown temporal fit"):
         run("bad", temporal_fit="kalman")
+
+
+def test_local_trend_sample_skips_pixels_that_are_nodata_in_some_year():
+    from nightlight_fusion_plugin.core.temporal import lit_log_sample
+
+    block = np.full((3, 2, 2), 5.0, np.float32)
+    block[1, 0, 0] = np.nan  # nodata in the second year only
+    block[2, 1, 1] = 0.1  # dark in the third year
+    sample = lit_log_sample([block], 3, 4, lit=0.5)
+    assert sample.shape == (2, 3) and np.isfinite(sample).all()

@@ -212,7 +212,10 @@ def lit_log_sample(stacks: Iterable[np.ndarray], bands: int, area: int, lit: flo
     samples = [np.empty((0, bands))]
     for block in stacks:
         values = block.reshape(bands, -1).T
-        idx = np.flatnonzero(np.nanmin(np.where(np.isfinite(values), values, np.inf), axis=1) > lit)
+        # lit in every band, and valid in every band: a pixel that is nodata in one year (inputs' nodata areas
+        # differ) would put log(NaN) into the fit and make every year's gain NaN
+        finite = np.all(np.isfinite(values), axis=1)
+        idx = np.flatnonzero(finite & (np.where(finite[:, None], values, 0.0).min(axis=1) > lit))
         if keep < 1.0 and idx.size:
             idx = rng.choice(idx, size=max(1, int(round(idx.size * keep))), replace=False)
         samples.append(np.log(values[idx]))

@@ -29,7 +29,8 @@ def x0_error_by_timestep(model, batch: dict[str, torch.Tensor], timesteps: list[
     """Mean squared error of the clipped one-step x_0 estimate at each timestep (model space)."""
     if model.family != "diffusion":
         raise ValueError(f"x_0 error by timestep applies to diffusion models, not {model.family}")
-    x0, condition, valid = batch["target"].float(), batch["condition"].float(), batch["valid"].float()
+    condition, valid = batch["condition"].float(), batch["valid"].float()
+    x0 = model.to_x0(batch["target"].float(), condition)  # the residual for residual_log models (its error is the same)
     r = model.config.clip_sample_range
     generator = torch.Generator().manual_seed(seed)
     errors = {}

@@ -36,6 +36,7 @@ from nightlight_fusion_plugin.core import transforms
 
 from .checkpoint import load as load_checkpoint
 from .checkpoint import model_from_checkpoint
+from .models.base import to_residual
 from .models.normalizing_flow import InvConv1x1
 
 OPSET = 17
@@ -252,11 +253,14 @@ def calibration_inputs(family: str, meta: dict, count: int, tile: int, seed: int
         "val",
     )
     rng = np.random.default_rng(seed)
+    target_kind = str(meta.get("target") or "absolute")
     abar = alphas_cumprod(make_betas(SchedulerConfig.from_dict(meta.get("schedule") or {}))) if family == "diffusion" else None
     out = []
     for i in range(count):
         item = dataset[i]
-        cond, x0 = item["condition"].numpy()[None], item["target"].numpy()[None]
+        cond = item["condition"].numpy()[None]
+        # The generative variable the network is noised around: the residual for residual_log models.
+        x0 = to_residual(item["target"][None], item["condition"][None], target_kind).numpy()
         noise = rng.standard_normal(x0.shape).astype(np.float32)
         t = float(rng.integers(0, 1000))
         if family == "unet":
@@ -435,8 +439,12 @@ def export(
             }
         )
     if family in ("diffusion", "flow_matching"):
-        for entry in entries:  # staged sampling starts from the zoo's regression UNet of the same precision
-            entry["regression_model"] = regression or regression_partner(zoo, entry["precision"])
+        # Staged sampling starts from the zoo's regression UNet of the same precision, condition version and target.
+        wanted = condition_of(state["meta"])
+        for entry in entries:
+            if regression:
+                check_regression_partner(zoo, regression, entry["id"], wanted)
+            entry["regression_model"] = regression or regression_partner(zoo, entry["precision"], wanted)
     for entry in entries:
         entry["card"] = write_card(zoo, entry, state)
         register(zoo, entry)
@@ -520,11 +528,48 @@ def readable_command(argv: list[str] | None) -> str:
     return " ".join([head, *argv[1:]])
 
 
-def regression_partner(zoo: Path, precision: str) -> str | None:
+def condition_of(meta: dict) -> tuple[int, str]:
+    """(condition version, target) of a checkpoint's meta; absent = (1, 'absolute'), as in model_metadata."""
+    return int(meta.get("condition_version") or 1), str(meta.get("target") or "absolute")
+
+
+def zoo_condition(zoo: Path, entry: dict[str, Any]) -> tuple[int, str] | None:
+    """(condition version, target) of an exported zoo model, from its ONNX metadata; None if its file is missing."""
+    path = zoo / entry["file"]
+    if not path.is_file():
+        return None
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return transforms.condition_version(props), transforms.model_target(props)
+
+
+def check_regression_partner(zoo: Path, regression: str, model_id: str, wanted: tuple[int, str]) -> None:
+    """--regression must name a zoo UNet with the generative model's condition version and target: its raw output
+    is the warm start, so it must lie in the same x_0 space (the engine refuses a mismatch too)."""
+    manifest_path = zoo / "manifest.json"
+    models = json.loads(manifest_path.read_text())["models"] if manifest_path.exists() else []
+    entry = next((m for m in models if m["id"] == regression), None)
+    if entry is None:  # exporting before the regression model is fine; the engine checks when it is used
+        return
+    if entry["family"] != "unet":
+        raise ValueError(f"--regression {regression} is a {entry['family']} model, not a regression UNet")
+    have = zoo_condition(zoo, entry)
+    if have is not None and have != wanted:
+        raise ValueError(
+            f"--regression {regression} (condition v{have[0]}, target {have[1]!r}) cannot warm-start {model_id} "
+            f"(condition v{wanted[0]}, target {wanted[1]!r}): staged sampling needs the same condition version and target"
+        )
+
+
+def regression_partner(zoo: Path, precision: str, wanted: tuple[int, str] = (1, "absolute")) -> str | None:
+    """The zoo's regression UNet of this precision (else fp32) whose condition version and target are `wanted`."""
     manifest_path = zoo / "manifest.json"
     if not manifest_path.exists():
         return None
-    unets = {m["precision"]: m["id"] for m in json.loads(manifest_path.read_text())["models"] if m["family"] == "unet"}
+    unets = {
+        m["precision"]: m["id"]
+        for m in json.loads(manifest_path.read_text())["models"]
+        if m["family"] == "unet" and zoo_condition(zoo, m) == wanted
+    }
     return unets.get(precision) or unets.get("fp32")
 
 

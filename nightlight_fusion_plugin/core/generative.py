@@ -115,11 +115,19 @@ class GenerativeFusion:
         self.notes = list(self.model.warnings)
         meta = self.model.metadata
         self.tile = int(meta.tile_size)
-        try:  # condition v1 (3 channels) / v2 (+ the reference simulated to DMSP); absolute / residual target
-            self.condition_version = condition_version(meta.extra)
-            self.target = model_target(meta.extra)
-        except ValueError as error:
-            raise InputError(f"Model {model.id}: {error}; a newer plugin may be needed.") from error
+        # condition v1 (3 channels) / v2 (+ the reference simulated to DMSP); absolute / residual target
+        self.condition_version, self.target = model_condition(model.id, meta.extra)
+        if self.regression is not None:
+            # The warm start is the regression's raw output: it must read the same condition stack and lie in the
+            # same x_0 space (a residual diffusion needs a residual regression model).
+            partner = model_condition(model.regression_model, self.regression.metadata.extra)
+            if partner != (self.condition_version, self.target):
+                raise InputError(
+                    f"Model {model.id} (condition v{self.condition_version}, target '{self.target}') cannot warm-start "
+                    f"from regression model {model.regression_model} (condition v{partner[0]}, target '{partner[1]}'): "
+                    "staged sampling needs the same condition version and target; choose explicit --sampler/--steps "
+                    "or a matching regression model."
+                )
         self.scheduler_config = SchedulerConfig.from_dict(meta.schedule) if plan.sampler else None
 
     @property
@@ -248,6 +256,14 @@ class GenerativeFusion:
         missing = np.isnan(dmsp.read(Window(dx, lo + dy, grid.width, hi - lo)))
         values[:, missing] = np.nan  # nodata in DMSP stays nodata, never light
         write(lo, values)
+
+
+def model_condition(model_id: str, props: dict) -> tuple[int, str]:
+    """(condition version, target) from a model's metadata, as an InputError naming the model if unknown."""
+    try:
+        return condition_version(props), model_target(props)
+    except ValueError as error:
+        raise InputError(f"Model {model_id}: {error}; a newer plugin may be needed.") from error
 
 
 def tile_readers(

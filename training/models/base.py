@@ -1,4 +1,5 @@
-"""What every model family shares: config parsing with clear errors, masked losses, the Family interface."""
+"""What every model family shares: config parsing with clear errors, masked losses, the Family interface, and the
+condition version / target options with the one torch definition of the residual target (core's apply_target)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
+
+from nightlight_fusion_plugin.core.transforms import CONDITION_CHANNELS, RADIANCE_MIN, TARGETS, radiance_to_model
 
 from .unet import UNetConfig
 
@@ -33,6 +37,56 @@ class BackboneConfig:
 def choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"[model] {key} = {value!r} is not one of {', '.join(repr(a) for a in allowed)}")
+
+
+# Model space spans [radiance_to_model(RADIANCE_MIN), 1] = [-1.2007, 1], so a residual (target - reference) spans
+# [-RESIDUAL_SPAN, RESIDUAL_SPAN] with RESIDUAL_SPAN = 2.2007; where the reference is absent x_0 is the target itself,
+# inside that range too. Samplers that clip x_0 must not clip tighter than this for residual models.
+RESIDUAL_SPAN = float(1.0 - radiance_to_model(np.float32(RADIANCE_MIN)))
+
+
+@dataclass
+class ConditionConfig:
+    """[model] keys every family shares: the condition stack version and what the network's output means.
+
+    condition_version 1: [dmsp, reference, mask]; 2: + the reference simulated to DMSP (core/transforms.py).
+    target "absolute": model-space radiance; "residual_log": the change relative to the reference in model space
+    (to_residual / from_residual below), so an all-zero network output / generative sample means "nothing changed".
+    """
+
+    condition_version: int = 1
+    target: str = "absolute"
+
+    def validate(self) -> None:
+        choice("target", self.target, TARGETS)
+        if self.condition_version not in CONDITION_CHANNELS:
+            raise ConfigError(f"[model] condition_version = {self.condition_version!r} is not one of 1, 2")
+
+    def input_channels(self) -> int:
+        """Condition channels the network takes (3 for version 1, 4 for version 2)."""
+        return len(CONDITION_CHANNELS[self.condition_version])
+
+
+def to_residual(target: torch.Tensor, condition: torch.Tensor, kind: str) -> torch.Tensor:
+    """Model-space radiance [B, 1, H, W] -> what the network (or the generative variable x_0) represents:
+    itself for "absolute"; for "residual_log" target - reference where the reference mask (condition channel 2)
+    is 1, the target itself where it is 0. The exact inverse of from_residual."""
+    if kind == "absolute":
+        return target
+    if kind != "residual_log":
+        raise ValueError(f"unknown target {kind!r}")
+    return torch.where(condition[:, 2:3] > 0, target - condition[:, 1:2], target)
+
+
+def from_residual(prediction: torch.Tensor, condition: torch.Tensor, kind: str) -> torch.Tensor:
+    """Network output / generative sample -> model-space radiance: core transforms.apply_target in torch
+    (reference + prediction where the mask is 1, the prediction where it is 0), so training, validation and
+    the ONNX engine agree."""
+    if kind == "absolute":
+        return prediction
+    if kind != "residual_log":
+        raise ValueError(f"unknown target {kind!r}")
+    return torch.where(condition[:, 2:3] > 0, condition[:, 1:2] + prediction, prediction)
 
 
 def parse_config(cls: type, table: dict[str, Any], family: str) -> Any:
@@ -85,9 +139,10 @@ def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 class Family(nn.Module):
     """A model family: loss(batch) for training and sample(condition) for validation and inference.
 
-    batch: dict with condition [B, 3, H, W], target [B, 1, H, W], valid [B, 1, H, W] (model space).
-    sample(condition, generator=None, ...) -> [B, 1, H, W] in model space; `generator` keeps validation
-    from consuming the global RNG (a resumed run must draw the same training noise).
+    batch: dict with condition [B, C, H, W] (C = 3, or 4 for condition v2), target [B, 1, H, W], valid [B, 1, H, W]
+    (model space). sample(condition, generator=None, ...) -> [B, 1, H, W] model-space radiance (residual models
+    add the reference back); `generator` keeps validation from consuming the global RNG (a resumed run must
+    draw the same training noise). Every family's config is a ConditionConfig: `in_channels` follows from it.
     """
 
     family: ClassVar[str] = ""
@@ -96,6 +151,23 @@ class Family(nn.Module):
     def __init__(self, config: Any):
         super().__init__()
         self.config = config
+        self.in_channels = config.input_channels()
+
+    def check_condition(self, condition: torch.Tensor) -> None:
+        """A clear error for a condition stack of the wrong version (skipped while tracing for ONNX export)."""
+        if not torch.jit.is_tracing() and condition.shape[1] != self.in_channels:
+            raise ValueError(
+                f"condition has {condition.shape[1]} channels; this model (condition_version "
+                f"{self.config.condition_version}) takes {self.in_channels}"
+            )
+
+    def to_x0(self, target: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """Model-space target -> the variable the network predicts / generates (the residual for residual_log)."""
+        return to_residual(target, condition, self.config.target)
+
+    def to_radiance(self, x0: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """The network's / sampler's variable -> model-space radiance (adds the reference for residual_log)."""
+        return from_residual(x0, condition, self.config.target)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -104,8 +176,14 @@ class Family(nn.Module):
         raise NotImplementedError
 
     def metadata(self) -> dict[str, Any]:
-        """Family, config and (for generative families) the noise schedule, recorded in checkpoints."""
-        return {"family": self.family, "config": config_dict(self.config)}
+        """Family, config, condition version and target (export writes them as nlf_condition_version /
+        nlf_target) and, for generative families, the noise schedule; recorded in checkpoints."""
+        return {
+            "family": self.family,
+            "config": config_dict(self.config),
+            "condition_version": self.config.condition_version,
+            "target": self.config.target,
+        }
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -4,6 +4,11 @@ x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t integer in [0, T), fed to the U
 network sees concat(x_t, condition). Betas follow diffusers exactly (schedules.py) and `metadata()` gives
 a dict that diffusers' DDPMScheduler / DDIMScheduler accept as config, so exported samplers can be
 checked against diffusers. Validation and inference use a deterministic DDIM sampler (eta = 0).
+
+With target "residual_log" x_0 is the residual (base.to_residual: target - reference where the reference mask is
+1, the target where it is 0), so pure noise denoised to x_0 = 0 means "nothing changed"; `sample()` / `refine()`
+add the reference back (base.from_residual) and return model-space radiance, while `ddim()` and the ONNX export
+stay in x_0 space (the engine applies nlf_target).
 """
 
 from __future__ import annotations
@@ -14,24 +19,33 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import BackboneConfig, ConfigError, Family, choice, masked_mean, randn_like
+from .base import RESIDUAL_SPAN, BackboneConfig, ConditionConfig, ConfigError, Family, choice, masked_mean, randn_like
 from .schedules import SCHEDULES, alphas_cumprod, ddim_timesteps, ddpm_betas
 from .unet import UNet
 
 
 @dataclass
-class DiffusionConfig(BackboneConfig):
+class DiffusionConfig(ConditionConfig, BackboneConfig):  # condition_version / target: base.ConditionConfig
     prediction: str = "epsilon"  # "epsilon" or "v_prediction" (diffusers' names)
     schedule: str = "squaredcos_cap_v2"  # or "linear"
     num_train_timesteps: int = 1000
     beta_start: float = 1e-4  # linear schedule only
     beta_end: float = 0.02
     # Clamp the predicted x_0 while sampling. Model space spans [-1.2, 1] (negative VIIRS background down
-    # to -0.5 nW maps to -1.2), and diffusers' clip is symmetric, hence 1.25.
+    # to -0.5 nW maps to -1.2), and diffusers' clip is symmetric, hence 1.25. A residual x_0 (target
+    # "residual_log") spans [-2.2007, 2.2007] (base.RESIDUAL_SPAN: a dark -1.2 pixel under a saturated reference, or
+    # the reverse), so residual models need >= 2.2007: 2.25 (configs/diffusion_refaware.toml) cuts no valid residual
+    # and still stops a runaway x_0 estimate at high t; validate() refuses anything tighter.
     clip_sample_range: float = 1.25
     sample_steps: int = 50  # DDIM steps in validation
 
     def validate(self) -> None:
+        super().validate()
+        if self.target == "residual_log" and self.clip_sample_range < RESIDUAL_SPAN:
+            raise ConfigError(
+                f"[model] clip_sample_range = {self.clip_sample_range} would clip valid residuals (target "
+                f"'residual_log' spans ±{RESIDUAL_SPAN:.4f} in model space); use 2.25"
+            )
         choice("prediction", self.prediction, ("epsilon", "v_prediction"))
         choice("schedule", self.schedule, SCHEDULES)
         if self.num_train_timesteps < 2 or not 1 <= self.sample_steps <= self.num_train_timesteps:
@@ -44,7 +58,7 @@ class ConditionalDDPM(Family):
     def __init__(self, config: DiffusionConfig | None = None):
         super().__init__(config or DiffusionConfig())
         cfg = self.config
-        self.net = UNet(1 + 3, 1, cfg.unet(), time_embedding=True)
+        self.net = UNet(1 + self.in_channels, 1, cfg.unet(), time_embedding=True)
         betas = ddpm_betas(cfg.schedule, cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
         # Buffers, not parameters: moved with .to(device) but never trained; non-persistent because they are
         # a pure function of the config (checkpoints stay loadable if the config is the same).
@@ -71,6 +85,7 @@ class ConditionalDDPM(Family):
         return {**super().metadata(), "schedule": self.scheduler_config()}
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        self.check_condition(condition)
         return self.net(torch.cat([x_t, condition], dim=1), t)
 
     def _abar(self, t: torch.Tensor) -> torch.Tensor:
@@ -82,7 +97,8 @@ class ConditionalDDPM(Family):
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        x0, condition = batch["target"], batch["condition"]
+        condition = batch["condition"]
+        x0 = self.to_x0(batch["target"], condition)
         t = torch.randint(0, self.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         x_t = self.q_sample(x0, t, noise)
@@ -108,7 +124,8 @@ class ConditionalDDPM(Family):
     @torch.no_grad()
     def ddim(self, x_t: torch.Tensor, condition: torch.Tensor, timesteps: np.ndarray) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) along descending integer `timesteps`, ending at x_0. Matches
-        diffusers' DDIMScheduler.step (clip_sample, use_clipped_model_output=False, set_alpha_to_one)."""
+        diffusers' DDIMScheduler.step (clip_sample, use_clipped_model_output=False, set_alpha_to_one).
+        Works in x_0 space (the residual for residual models), like the exported network and the engine's sampler."""
         x = x_t
         r = self.config.clip_sample_range
         for i, t in enumerate(timesteps):
@@ -128,7 +145,8 @@ class ConditionalDDPM(Family):
     ) -> torch.Tensor:
         steps = steps or self.config.sample_steps
         x = randn_like(condition[:, :1], generator)
-        return self.ddim(x, condition, ddim_timesteps(self.config.num_train_timesteps, steps))
+        x0 = self.ddim(x, condition, ddim_timesteps(self.config.num_train_timesteps, steps))
+        return self.to_radiance(x0, condition)
 
     @torch.no_grad()
     def refine(
@@ -139,10 +157,11 @@ class ConditionalDDPM(Family):
         t_start: float,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """SDEdit-style warm start: noise an estimate of x_0 to t = t_start·(T-1) and run `steps` DDIM steps."""
+        """SDEdit-style warm start: noise an estimate (model-space radiance, e.g. a regression model's sample()) to
+        t = t_start·(T-1) in x_0 space and run `steps` DDIM steps; returns model-space radiance."""
         t0 = int(round(float(t_start) * (self.config.num_train_timesteps - 1)))
         steps = max(1, min(steps, t0 + 1))
         timesteps = np.unique(np.round(np.linspace(t0, 0, steps, endpoint=False)).astype(np.int64))[::-1]
         t = torch.full((x0_estimate.shape[0],), timesteps[0], device=x0_estimate.device, dtype=torch.long)
-        x_t = self.q_sample(x0_estimate, t, randn_like(x0_estimate, generator))
-        return self.ddim(x_t, condition, timesteps.copy())
+        x_t = self.q_sample(self.to_x0(x0_estimate, condition), t, randn_like(x0_estimate, generator))
+        return self.to_radiance(self.ddim(x_t, condition, timesteps.copy()), condition)

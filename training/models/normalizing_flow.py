@@ -11,6 +11,12 @@ pad other sizes (reflect) up to the next multiple and crop samples back; for pad
 that of the padded tile. The likelihood is joint over the tile, so invalid target pixels cannot be masked
 out: they are set to -1 (no light) and each tile's NLL is weighted by its valid fraction.
 
+With target "residual_log" the flow models x_0 = the residual relative to the reference (base.to_residual; it
+spans ±2.2 in model space, where the reference is absent x_0 is the target itself), invalid pixels are set to 0
+("nothing changed") where a reference exists and -1 elsewhere, and `sample()` adds the reference back; `nll`,
+`encode`, `decode` and the ONNX export stay in x_0 space (the engine applies nlf_target). The condition encoder
+takes condition_version's channel count (3, or 4 for v2).
+
 Data are continuous, so the NLL is of the dequantised target (uniform noise of one bin, Δ = 2/256, over
 the model range [-1, 1]); bits/dim = (NLL - D log Δ) / (D log 2), the Glow convention for 8-bit data.
 """
@@ -25,14 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ConfigError, Family
+from .base import ConditionConfig, ConfigError, Family
 from .unet import pad_to_multiple
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
-class FlowConfig:
+class FlowConfig(ConditionConfig):  # condition_version / target: base.ConditionConfig
     levels: int = 3
     steps_per_level: int = 6
     hidden_channels: int = 64  # coupling / injector networks
@@ -41,6 +47,7 @@ class FlowConfig:
     sample_temperature: float = 0.8  # validation sampling temperature
 
     def validate(self) -> None:
+        super().validate()
         if self.levels < 1 or self.steps_per_level < 1:
             raise ConfigError("[model] levels and steps_per_level must be >= 1")
         if not 0 < self.bin_width < 1:
@@ -199,10 +206,10 @@ class FlowStep(nn.Module):
 class ConditionEncoder(nn.Module):
     """CNN features of the condition at the resolution of each level (H / 2**(level + 1))."""
 
-    def __init__(self, levels: int, channels: int):
+    def __init__(self, levels: int, channels: int, in_channels: int = 3):
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, channels, 3, padding=1), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU()
+            nn.Conv2d(in_channels, channels, 3, padding=1), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU()
         )
         self.down = nn.ModuleList(
             nn.Sequential(
@@ -231,7 +238,7 @@ class ConditionalGlow(Family):
     def __init__(self, config: FlowConfig | None = None):
         super().__init__(config or FlowConfig())
         cfg = self.config
-        self.encoder = ConditionEncoder(cfg.levels, cfg.condition_channels)
+        self.encoder = ConditionEncoder(cfg.levels, cfg.condition_channels, self.in_channels)
         self.levels = nn.ModuleList()
         self.split_priors = nn.ModuleList()
         channels = 1
@@ -254,6 +261,7 @@ class ConditionalGlow(Family):
         """x -> (latents per level, log p(x)) per sample. H, W must be multiples of 2**levels."""
         if x.shape[-2] % self.multiple or x.shape[-1] % self.multiple:
             raise ValueError(f"flow input {tuple(x.shape[-2:])} is not a multiple of {self.multiple}")
+        self.check_condition(condition)
         features = self.encoder(condition)
         logp = torch.zeros(x.shape[0], device=x.device)
         zs = []
@@ -285,6 +293,7 @@ class ConditionalGlow(Family):
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             return mean + temperature * torch.exp(log_std) * noise
 
+        self.check_condition(condition)
         features = self.encoder(condition)
         mean, log_std = self.top_prior(features[-1]).chunk(2, dim=1)
         x = zs[-1] if zs is not None else draw(mean, log_std)
@@ -299,7 +308,7 @@ class ConditionalGlow(Family):
         return x
 
     def nll(self, target: torch.Tensor, condition: torch.Tensor, dequantize: bool = True) -> torch.Tensor:
-        """Per-sample NLL in nats per dim of the (dequantised) target."""
+        """Per-sample NLL in nats per dim of the (dequantised) x_0 (the target, or its residual: `loss` converts)."""
         target, _ = pad_to_multiple(target, self.multiple)
         condition, _ = pad_to_multiple(condition, self.multiple)
         if dequantize:
@@ -308,9 +317,15 @@ class ConditionalGlow(Family):
         return -logp / target[0].numel()
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        valid = batch["valid"]
-        target = torch.where(valid > 0, batch["target"], torch.full_like(batch["target"], -1.0))
-        nll = self.nll(target.float(), batch["condition"].float())
+        valid, condition = batch["valid"], batch["condition"]
+        x0 = self.to_x0(batch["target"], condition)
+        # Invalid pixels get the uninformative value: no light (-1); for residual models "nothing changed" (0)
+        # where there is a reference (what the engine returns for an all-zero output), no light where there is none.
+        empty = torch.full_like(x0, -1.0)
+        if self.config.target == "residual_log":
+            empty = torch.where(condition[:, 2:3] > 0, torch.zeros_like(x0), empty)
+        x0 = torch.where(valid > 0, x0, empty)
+        nll = self.nll(x0.float(), condition.float())
         weight = valid.flatten(1).mean(1)
         loss = (nll * weight).sum() / weight.sum().clamp_min(1e-6)
         bits = (loss.detach() - math.log(self.config.bin_width)) / math.log(2)
@@ -322,7 +337,8 @@ class ConditionalGlow(Family):
     ) -> torch.Tensor:
         padded, (h, w) = pad_to_multiple(condition, self.multiple)
         temperature = self.config.sample_temperature if temperature is None else temperature
-        return self.decode(padded, temperature=temperature, generator=generator)[..., :h, :w]
+        x0 = self.decode(padded, temperature=temperature, generator=generator)[..., :h, :w]
+        return self.to_radiance(x0, condition)
 
     @torch.no_grad()
     def data_init(self, batch: dict[str, torch.Tensor]) -> None:

@@ -172,6 +172,18 @@ def test_zero_residual_gives_the_reference(family: str, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("family", ["diffusion", "flow_matching"])
+def test_refine_takes_and_returns_radiance(family: str, monkeypatch) -> None:
+    """refine() takes a model-space estimate (a regression model's sample()) and returns radiance: with a zero network
+    and almost no noise it returns the estimate itself, reference and all (it converts to and from the residual)."""
+    model = tiny(family, **V2)
+    monkeypatch.setattr(model, "forward", lambda x, t, condition: torch.zeros_like(x))
+    cond = torch.from_numpy(v2_condition()[None])
+    estimate = cond[:, 1:2] + 0.1  # "slightly brighter than the reference"
+    out = model.refine(estimate, cond, 1, 1e-4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, estimate, atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["diffusion", "flow_matching"])
 def test_loss_trains_on_the_residual(family: str) -> None:
     """The loss sees x_0 = target - reference: a residual model's loss on a batch equals the loss of the same network
     read as absolute on the batch whose target is the residual (same weights, same RNG)."""
@@ -237,6 +249,21 @@ def test_export_picks_and_checks_the_regression_partner(tmp_path: Path) -> None:
     check_regression_partner(zoo, "unet-v2-residual", "diffusion-x", (2, "residual_log"))
     with pytest.raises(ValueError, match=r"unet-v1 \(condition v1, target 'absolute'\) cannot warm-start diffusion-x"):
         check_regression_partner(zoo, "unet-v1", "diffusion-x", (2, "residual_log"))
+
+
+def test_int8_calibration_noises_the_residual() -> None:
+    """int8 calibration tiles of a residual flow-matching model are noised around x_0 = the residual: against the
+    same tiles for an absolute model they differ by exactly (1 - sigma)·reference where the mask is 1."""
+    from training.export import calibration_inputs
+
+    data = {"kind": "synthetic", "condition_version": 2, "seed": 0}
+    residual = calibration_inputs("flow_matching", {"target": "residual_log", "data": data}, 3, 16)
+    absolute = calibration_inputs("flow_matching", {"target": "absolute", "data": data}, 3, 16)
+    for ours, theirs in zip(residual, absolute):
+        cond, sigma = ours["condition"], float(ours["timestep"][0]) / 1000.0
+        assert cond.shape[1] == 4 and np.array_equal(cond, theirs["condition"])
+        expected = np.where(cond[:, 2:3] > 0, (1 - sigma) * cond[:, 1:2], 0.0)
+        np.testing.assert_allclose(theirs["sample"] - ours["sample"], expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["diffusion", "flow_matching"])

@@ -3,12 +3,13 @@
 python -m training.export CKPT --out model_zoo/ [--quantize int8|fp16|none] [--id ID]
 
 The ONNX contract the plugin's engine (nightlight_fusion_plugin/core/generative.py) relies on:
-  unet              condition[B,3,H,W] -> prediction[B,1,H,W]
+  unet              condition[B,3,H,W] (condition v2: [B,4,H,W]) -> prediction[B,1,H,W]
   diffusion         sample[B,1,H,W], timestep[B] (float, 0..T), condition -> model_output (eps or v)
   flow_matching     sample, timestep[B] (= sigma·T, diffusers FlowMatch convention), condition -> velocity
   normalizing_flow  condition, latent[B,1,H,W] (standard normal × temperature) -> prediction
 Everything the engine needs (family, prediction type, schedule, transforms, tile size) is in the model's
-metadata_props (keys nlf_*). Batch, height and width are dynamic (multiples of the model's factor).
+metadata_props (keys nlf_*; nlf_condition_version and nlf_target for every family: residual models' outputs and
+samples are the residual, the engine adds the reference). Batch, height and width are dynamic (multiples of the model's factor).
 
 Quantisation: static int8 QDQ with per-channel weights, calibrated on tiles drawn across all timesteps
 (diffusion activations drift with t); a per-node sensitivity pass keeps the most damaging nodes in fp32

@@ -1,5 +1,6 @@
-"""Model families of the training package; every one is conditioned on the same 3-channel stack
-(DMSP, VIIRS reference, reference mask) and predicts VIIRS radiance in model space.
+"""Model families of the training package; every one is conditioned on the same stack (DMSP, VIIRS reference,
+reference mask; condition_version 2 adds the reference simulated to DMSP) and predicts VIIRS radiance in model
+space, directly or (target "residual_log") as the change relative to the reference (base.ConditionConfig).
 
   unet              regression.RegressionUNet     deterministic regression (L1/L2)
   diffusion         diffusion.ConditionalDDPM     DDPM, epsilon / v-prediction, DDIM sampler

@@ -136,6 +136,22 @@ class NightLightsStyler(QgsProcessingLayerPostProcessorInterface):
             apply_night_lights_style(layer)
 
 
+_POST_PROCESSORS: list[QgsProcessingLayerPostProcessorInterface] = []
+
+
+def kept(processor: QgsProcessingLayerPostProcessorInterface) -> QgsProcessingLayerPostProcessorInterface:
+    """A new post-processor for one LayerDetails.setPostProcessor call. The context takes the C++ object and
+    deletes it with itself (so none is shared between runs), but the Python half, whose postProcessLayer does the
+    work, dies with its last Python reference: the algorithm copy that set it, which the batch panel, a model's
+    runner and runAndLoadResults delete before they load the results; the layers then came out unstyled. Kept
+    here until the context has deleted it."""
+    from qgis.PyQt import sip
+
+    _POST_PROCESSORS[:] = [p for p in _POST_PROCESSORS if not sip.isdeleted(p)]
+    _POST_PROCESSORS.append(processor)
+    return processor
+
+
 class SatelliteYearRasterAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
     """One raster in, one raster out, with optional DMSP satellite/year: the shape of `intercalibrate` and
     `simulate_dmsp`. Subclasses name the input and call their core function in `run`."""

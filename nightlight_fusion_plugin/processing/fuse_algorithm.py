@@ -29,7 +29,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.errors import FusionError
 from ..core.samplers import SAMPLERS
-from .common import InputsUntouched, NightLightsStyler, core_callbacks, help_url, raster_file, require_core, run_core
+from .common import InputsUntouched, NightLightsStyler, core_callbacks, help_url, kept, raster_file, require_core, run_core
 
 DEVICES = ["auto", "cpu", "cuda", "directml", "coreml"]
 HELP = """<p>Fuses a DMSP-OLS stable-lights raster (DN 0–63) into a VIIRS-like radiance raster (nW/cm²/sr).</p>
@@ -69,10 +69,6 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
     SATELLITE, YEAR = "SATELLITE", "YEAR"
     MASK, THREADS, BATCH_SIZE, REPORT = "MASK", "THREADS", "BATCH_SIZE", "REPORT"
     TEMPERATURE = "TEMPERATURE"
-
-    def __init__(self):
-        super().__init__()
-        self._styler = NightLightsStyler()
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate("FuseAlgorithm", text)
@@ -278,7 +274,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             feedback.pushInfo(note)
         for path in (result.output, result.uncertainty):
             if path and context.willLoadLayerOnCompletion(path):
-                context.layerToLoadOnCompletionDetails(path).setPostProcessor(self._styler)
+                context.layerToLoadOnCompletionDetails(path).setPostProcessor(kept(NightLightsStyler()))
         qa = self._write_report(result, feedback) if self._report else None
         return {
             self.REPORT: self._report,

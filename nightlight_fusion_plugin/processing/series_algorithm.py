@@ -26,7 +26,17 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.samplers import SAMPLERS
-from .common import NightLightsStyler, core_callbacks, help_url, inputs_untouched, raster_file, require_core, run_core
+from .common import (
+    InputsUntouched,
+    NightLightsStyler,
+    core_callbacks,
+    help_url,
+    inputs_untouched,
+    kept,
+    raster_file,
+    require_core,
+    run_core,
+)
 from .fuse_algorithm import DEVICES, model_ids
 
 FITS = ("prior", "local-trend")  # core/temporal.py FITS (not imported here: core may lack its dependencies)
@@ -66,7 +76,7 @@ class _YearRange(QgsProcessingLayerPostProcessorInterface):
             style_year(layer, self.year, self.maximum)
 
 
-class SeriesAlgorithm(QgsProcessingAlgorithm):
+class SeriesAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
     DMSP, VIIRS, YEARS, MODEL, SEED = "DMSP", "VIIRS", "YEARS", "MODEL", "SEED"
     TEMPORAL_SMOOTHING, OUTPUT, PER_YEAR_DIR, REPORT = "TEMPORAL_SMOOTHING", "OUTPUT", "PER_YEAR_DIR", "REPORT"
     TEMPORAL_FIT = "TEMPORAL_FIT"
@@ -74,11 +84,6 @@ class SeriesAlgorithm(QgsProcessingAlgorithm):
     SPEED, SAMPLER, STEPS, TEMPERATURE = "SPEED", "SAMPLER", "STEPS", "TEMPERATURE"
     DEVICE, THREADS, BATCH_SIZE, OVERWRITE = "DEVICE", "THREADS", "BATCH_SIZE", "OVERWRITE"
     LABELS, PER_YEAR_FILES = "LABELS", "PER_YEAR_FILES"
-
-    def __init__(self):
-        super().__init__()
-        self._styler = NightLightsStyler()
-        self._post: list[_YearRange] = []  # post-processors must outlive processAlgorithm
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate("SeriesAlgorithm", text)
@@ -250,15 +255,15 @@ class SeriesAlgorithm(QgsProcessingAlgorithm):
             value = f"×{ratio['ratio']:.3f}" if ratio["ratio"] is not None else "n/a (no light in the earlier year)"
             feedback.pushInfo(f"sum of lights {ratio['from']} → {ratio['to']}: {value}")
         if result.output and context.willLoadLayerOnCompletion(result.output):
-            context.layerToLoadOnCompletionDetails(result.output).setPostProcessor(self._styler)
+            context.layerToLoadOnCompletionDetails(result.output).setPostProcessor(kept(NightLightsStyler()))
         maximum = None
         if result.per_year:  # one stretch for all years (styled alike); read here, off the main thread
             from ..gui.series_layers import shared_maximum
 
-            maximum = shared_maximum([(QgsRasterLayer(p, "", "gdal"), 1) for p in result.per_year])
+            with inputs_untouched():  # the statistics would be saved as .aux.xml files next to the per-year files
+                maximum = shared_maximum([(QgsRasterLayer(p, "", "gdal"), 1) for p in result.per_year])
         for path, label in zip(result.per_year, result.labels):
-            post = _YearRange(int(label.split()[0]), maximum)
-            self._post.append(post)
+            post = kept(_YearRange(int(label.split()[0]), maximum))
             details = QgsProcessingContext.LayerDetails(f"Night lights {label}", context.project(), os.path.basename(path))
             details.setPostProcessor(post)
             context.addLayerToLoadOnCompletion(path, details)

@@ -20,12 +20,13 @@ import rasterio
 
 from nightlight_fusion_plugin.core.distributed import ClusterOptions, cluster_client, fuse_blocks
 from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.grids import AlignedReader
 from nightlight_fusion_plugin.core.sample import write_sample
 
 from .results import record
 
 PHASES = {  # cProfile function names -> phase (cumulative time; the phases do not nest)
-    "read": ("grids.py", "read"),
+    "read": ("grids.py", "read"),  # AlignedReader.read only: MirroredReader.read wraps it (counted once)
     "model": ("runtime.py", "run"),
     "write": ("output.py", "write"),
     "overviews": ("output.py", "finish"),
@@ -35,9 +36,10 @@ PHASES = {  # cProfile function names -> phase (cumulative time; the phases do n
 def phase_times(profile: cProfile.Profile) -> dict[str, float]:
     stats = pstats.Stats(profile).stats
     out = dict.fromkeys(PHASES, 0.0)
-    for (filename, _, name), (_, _, _, cumulative, _) in stats.items():
+    for (filename, line, name), (_, _, _, cumulative, _) in stats.items():
         for phase, (file, func) in PHASES.items():
-            if filename.endswith(file) and name == func:
+            nested = phase == "read" and line != AlignedReader.read.__code__.co_firstlineno
+            if filename.endswith(file) and name == func and not nested:
                 out[phase] += cumulative
     return out
 
@@ -50,18 +52,19 @@ def main() -> None:
     parser.add_argument("--section", default="dask scale-out")
     args = parser.parse_args()
     rows = []
+    load = os.getloadavg()[0]  # other jobs on the machine make every figure slower
     with tempfile.TemporaryDirectory() as tmp:
         sample = write_sample(Path(tmp) / "area", size=args.size, seed=11)
         mpx = args.size * args.size / 1e6
 
-        def request(name: str) -> FuseRequest:
+        def request(name: str, threads: int | None = 1) -> FuseRequest:
             return FuseRequest(
                 dmsp=str(sample["dmsp"]),
                 viirs=str(sample["reference"]),
                 output=str(Path(tmp) / name),
                 model=args.model,
                 seed=1,
-                threads=1,
+                threads=threads,
                 block_size=256,
             )
 
@@ -87,6 +90,23 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
+        # The plain default (onnxruntime picks its threads, no profiler): what `--workers 2` must not be slower than.
+        started = time.perf_counter()
+        fuse(request("default.tif", threads=None))
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "run": "single process, default threads (no profiler)",
+                "model": args.model,
+                "area": f"{args.size}²",
+                "seconds": round(seconds, 2),
+                "mpx_per_min": round(mpx / seconds * 60, 3),
+                "mpx_per_core_hour": round(mpx / seconds * 3600 / (os.cpu_count() or 1), 1),
+                "identical": True,
+                **{f"{k}_s": "" for k in PHASES},
+            }
+        )
+        print(rows[-1], flush=True)
         for workers in (1, 2):
             options = ClusterOptions(workers=workers, threads=1, block_rows=args.block_rows)
             with cluster_client(options) as client:
@@ -108,7 +128,7 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-    rows[0]["note"] = f"cores on this machine: {os.cpu_count()}, shared with other jobs"
+    rows[0]["note"] = f"cores on this machine: {os.cpu_count()}; load average before the runs: {load:.2f}"
     for r in rows[1:]:
         r["note"] = ""
     record(args.section, rows)

@@ -66,6 +66,17 @@ class InputsUntouched:
             return super().parameterAsRasterLayer(parameters, name, context)
 
 
+def extent_parameter(algorithm, parameters: dict, name: str, context) -> tuple[tuple | None, str | None]:
+    """An optional extent parameter as ((xmin, ymin, xmax, ymax), CRS WKT), or (None, None) when left empty."""
+    if parameters.get(name) in (None, ""):
+        return None, None
+    rect = algorithm.parameterAsExtent(parameters, name, context)
+    if rect.isNull():
+        return None, None
+    crs = algorithm.parameterAsExtentCrs(parameters, name, context)
+    return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), (crs.toWkt() if crs.isValid() else None)
+
+
 def keep_inputs_in_qgis_process(arguments: list[str]) -> bool:
     """qgis_process opens the file inputs as layers (computing statistics, saved as .aux.xml next to them)
     before any algorithm code runs, so the hooks above come too late. When the process was started to run one

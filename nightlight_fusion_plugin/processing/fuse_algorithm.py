@@ -29,7 +29,17 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.errors import FusionError
 from ..core.samplers import SAMPLERS
-from .common import InputsUntouched, NightLightsStyler, core_callbacks, help_url, kept, raster_file, require_core, run_core
+from .common import (
+    InputsUntouched,
+    NightLightsStyler,
+    core_callbacks,
+    extent_parameter,
+    help_url,
+    kept,
+    raster_file,
+    require_core,
+    run_core,
+)
 
 DEVICES = ["auto", "cpu", "cuda", "directml", "coreml"]
 HELP = """<p>Fuses a DMSP-OLS stable-lights raster (DN 0–63) into a VIIRS-like radiance raster (nW/cm²/sr).</p>
@@ -180,13 +190,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("No DMSP layer given: choose a DMSP-OLS stable-lights raster."))
         self._dmsp = raster_file(dmsp, "DMSP")
         self._viirs = raster_file(self.parameterAsRasterLayer(parameters, self.VIIRS, context), "VIIRS")
-        self._extent = self._extent_crs = None
-        if parameters.get(self.EXTENT) not in (None, ""):
-            rect = self.parameterAsExtent(parameters, self.EXTENT, context)
-            crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
-            if not rect.isNull():
-                self._extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-                self._extent_crs = crs.toWkt() if crs.isValid() else None
+        self._extent, self._extent_crs = extent_parameter(self, parameters, self.EXTENT, context)
         # MODEL left out (qgis_process, scripts): the engine's recommendation for these inputs, which with a VIIRS
         # reference is the manifest's default_with_reference, not the enum's reference-free default.
         given = parameters.get(self.MODEL) not in (None, "")

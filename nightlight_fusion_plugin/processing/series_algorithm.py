@@ -30,6 +30,7 @@ from .common import (
     InputsUntouched,
     NightLightsStyler,
     core_callbacks,
+    extent_parameter,
     help_url,
     inputs_untouched,
     kept,
@@ -193,13 +194,7 @@ class SeriesAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
         self._viirs_years = self._list(parameters, self.VIIRS_YEARS, context, int)
         self._satellites = self._list(parameters, self.SATELLITES, context, str)
         self._include_viirs = self.parameterAsBoolean(parameters, self.INCLUDE_VIIRS, context)
-        self._extent = self._extent_crs = None
-        if parameters.get(self.EXTENT) not in (None, ""):
-            rect = self.parameterAsExtent(parameters, self.EXTENT, context)
-            crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
-            if not rect.isNull():
-                self._extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-                self._extent_crs = crs.toWkt() if crs.isValid() else None
+        self._extent, self._extent_crs = extent_parameter(self, parameters, self.EXTENT, context)
         self._speed = self._optional_int(parameters, self.SPEED, context)
         self._sampler = self.parameterAsEnumString(parameters, self.SAMPLER, context) or None
         self._steps = self._optional_int(parameters, self.STEPS, context)

@@ -44,6 +44,13 @@ def phase_times(profile: cProfile.Profile) -> dict[str, float]:
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB); run on each Dask worker through client.run."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="side of the synthetic VIIRS-grid area (px)")
@@ -113,6 +120,7 @@ def main() -> None:
                 started = time.perf_counter()
                 fuse_blocks(request(f"w{workers}.tif"), options, client=client)
                 seconds = time.perf_counter() - started
+                worker_peak = max(client.run(peak_rss_mb).values())
             with rasterio.open(Path(tmp) / f"w{workers}.tif") as src:
                 same = bool(np.array_equal(src.read(1), reference, equal_nan=True))
             rows.append(
@@ -125,6 +133,7 @@ def main() -> None:
                     "mpx_per_core_hour": round(mpx / seconds * 3600 / workers, 1),
                     "identical": same,
                     **{f"{k}_s": "" for k in PHASES},
+                    "worker_peak_rss_mb": round(worker_peak, 1),
                 }
             )
             print(rows[-1], flush=True)

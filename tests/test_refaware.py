@@ -190,20 +190,14 @@ def test_unet_refaware_smoke_train_export_fuse(real_data: Path, tmp_path: Path) 
                 assert band.count() > 0 and np.isfinite(band.compressed()).all()
 
 
-def test_engine_residual_zero_network_returns_the_reference(tmp_path: Path, monkeypatch) -> None:
-    """Through the engine: a v2 residual model whose network outputs 0 everywhere fuses the bundled sample to the
-    reference itself wherever the reference (and the DMSP) is present."""
+def assert_fused_is_the_reference(fused_path: Path, reference: Path) -> None:
+    """The fused raster equals the reference (read on its grid, clipped to the model's radiance range) wherever
+    both have values, over at least half the area."""
     from nightlight_fusion_plugin.core import transforms
-    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+    from nightlight_fusion_plugin.core.grids import Grid
     from training.evaluate import read_on
 
-    _export_v2_residual(tmp_path, monkeypatch, zero=True)
-    reference = SAMPLE / "viirs_2015_reference_sample.tif"
-    out = tmp_path / "fused.tif"
-    fuse(FuseRequest(dmsp=str(SAMPLE / "dmsp_F15_2005_sample.tif"), viirs=str(reference), output=str(out), model="zero-residual"))
-    with rasterio.open(out) as src:
-        from nightlight_fusion_plugin.core.grids import Grid
-
+    with rasterio.open(fused_path) as src:
         grid = Grid(src.crs, src.transform, src.width, src.height)
         fused = src.read(1, masked=True).filled(np.nan)
     expected = read_on(str(reference), grid, rasterio.enums.Resampling.nearest)
@@ -211,6 +205,18 @@ def test_engine_residual_zero_network_returns_the_reference(tmp_path: Path, monk
     assert both.mean() > 0.5
     clipped = np.clip(expected[both], transforms.RADIANCE_MIN, transforms.RADIANCE_MAX)
     np.testing.assert_allclose(fused[both], clipped, rtol=1e-4, atol=1e-4)
+
+
+def test_engine_residual_zero_network_returns_the_reference(tmp_path: Path, monkeypatch) -> None:
+    """Through the engine: a v2 residual model whose network outputs 0 everywhere fuses the bundled sample to the
+    reference itself wherever the reference (and the DMSP) is present."""
+    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+
+    _export_v2_residual(tmp_path, monkeypatch, zero=True)
+    reference = SAMPLE / "viirs_2015_reference_sample.tif"
+    out = tmp_path / "fused.tif"
+    fuse(FuseRequest(dmsp=str(SAMPLE / "dmsp_F15_2005_sample.tif"), viirs=str(reference), output=str(out), model="zero-residual"))
+    assert_fused_is_the_reference(out, reference)
 
 
 def test_block_runner_builds_the_v2_condition_like_the_engine(tmp_path: Path, monkeypatch) -> None:

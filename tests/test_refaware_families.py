@@ -340,10 +340,9 @@ def test_torch_sample_matches_the_onnx_engine(family: str, tmp_path: Path) -> No
 def test_engine_zero_residual_flow_returns_the_reference(tmp_path: Path, monkeypatch) -> None:
     """Through the engine: an untrained v2 residual normalizing flow at temperature 0 (x_0 = 0) fuses the sample to
     the reference itself wherever the reference is present."""
-    from nightlight_fusion_plugin.core import transforms
+    from test_refaware import assert_fused_is_the_reference
+
     from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-    from nightlight_fusion_plugin.core.grids import Grid
-    from training.evaluate import read_on
 
     zoo = tmp_path / "zoo"
     export_random(zoo, tiny("normalizing_flow", **V2), "nf-zero")
@@ -355,14 +354,7 @@ def test_engine_zero_residual_flow_returns_the_reference(tmp_path: Path, monkeyp
             dmsp=str(SAMPLE / "dmsp_F15_2005_sample.tif"), viirs=str(reference), output=str(out), model="nf-zero", temperature=0.0
         )
     )
-    with rasterio.open(out) as src:
-        grid = Grid(src.crs, src.transform, src.width, src.height)
-        fused = src.read(1, masked=True).filled(np.nan)
-    expected = read_on(str(reference), grid, rasterio.enums.Resampling.nearest)
-    both = np.isfinite(fused) & np.isfinite(expected)
-    assert both.mean() > 0.5
-    clipped = np.clip(expected[both], transforms.RADIANCE_MIN, transforms.RADIANCE_MAX)
-    np.testing.assert_allclose(fused[both], clipped, rtol=1e-4, atol=1e-4)
+    assert_fused_is_the_reference(out, reference)
 
 
 # ------------------------------------------------------------------------------------------- smoke runs

@@ -78,6 +78,7 @@ class BlockSpec:
     threads: int | None = None
     ensemble: int = 1
     batch_size: int = 8
+    dmsp_gain: float = 1.0  # scene_gain correction for reference-aware models (measured once, by the client)
 
 
 # -- worker side -------------------------------------------------------------------------------------------
@@ -161,6 +162,7 @@ def _generative_rows(spec: BlockSpec, row0: int, row1: int) -> np.ndarray:
             reference_dnc = None  # condition v2: the reference simulated to DMSP, as GenerativeFusion.run builds it
             if method.condition_version == 2 and reference is not None:
                 reference_dnc = method._reference_dnc(viirs, extended, spec.intercal, y + dy)
+                dnc = dnc * np.float32(spec.dmsp_gain)
             for start in range(0, len(jobs), method.batch_size):
                 batch = jobs[start : start + method.batch_size]
                 cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
@@ -438,6 +440,11 @@ def _block_spec(request, options, entry, dmsp, viirs, grid, intercal, result) ->
     )  # fmt: skip
     method = _generative_method(spec)  # fails here, not on a worker, when this machine lacks the model
     spec = dataclasses.replace(spec, device=method.device)  # workers run what the client resolved "auto" to
+    if viirs is not None and method.condition_version == 2:
+        from .fuse import scene_dmsp_gain
+        from .reference_change import reference_dmsp_agreement
+
+        spec = dataclasses.replace(spec, dmsp_gain=scene_dmsp_gain(reference_dmsp_agreement(dmsp, viirs, grid, intercal), result))
     record_generative_run(result, entry, plan, ensemble, method)
     return spec
 

@@ -171,14 +171,15 @@ def fuse(
     # GDAL's block cache defaults to 5 % of RAM and fills with every block read: cap it so that memory does
     # not grow with the area (reads are windowed; nothing needs more than a few bands of blocks).
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        if viirs is not None:
-            _note_reference_disagreement(dmsp, viirs, grid, intercal, result)
+        agreement = _note_reference_disagreement(dmsp, viirs, grid, intercal, result) if viirs is not None else None
         if entry.id == REFERENCE_CHANGE:
-            _fuse_reference_change(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask)
+            _fuse_reference_change(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask, agreement)
         elif entry.zoo is None:
             _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask)
         else:
-            _fuse_generative(request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask)
+            _fuse_generative(
+                request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask, agreement
+            )
     report(1.0, "Done")
     result.seconds = time.perf_counter() - started
     return result
@@ -215,29 +216,47 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
     result.notes.append(f"Calibration: {method.curve.describe()}")
 
 
-def _note_reference_disagreement(dmsp, viirs, grid, intercal, result) -> None:
+def _note_reference_disagreement(dmsp, viirs, grid, intercal, result):
     """Tag how well the reference explains the DMSP (any model); a note when it hardly does (bad input)."""
-    from .reference_change import CORRELATION_NOTE_BELOW, correlation_note, reference_dmsp_correlation
+    from .reference_change import CORRELATION_NOTE_BELOW, correlation_note, reference_dmsp_agreement
 
-    r = reference_dmsp_correlation(dmsp, viirs, grid, intercal)
+    agreement = reference_dmsp_agreement(dmsp, viirs, grid, intercal)
+    r = agreement.correlation
     result.tags["NLF_REFERENCE_DMSP_CORRELATION"] = "not measured (too few or uniform pixels)" if r is None else f"{r:.3f}"
+    if agreement.log_gain is not None:
+        result.tags["NLF_REFERENCE_DMSP_LOG_GAIN"] = f"{agreement.log_gain:.3f} over {agreement.pixels} DMSP pixels"
     if r is not None and r < CORRELATION_NOTE_BELOW:
         result.notes.append(correlation_note(r))
+    return agreement
 
 
-def _fuse_reference_change(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask=None) -> None:
+def scene_dmsp_gain(agreement, result) -> float:
+    """The scene-wide sensor correction for methods that read change against the reference (tagged, noted)."""
+    from .reference_change import gain_notes
+    from .scene_gain import ChangePrior, dmsp_gain_correction
+
+    prior = ChangePrior.load()
+    gain = dmsp_gain_correction(agreement, prior)
+    result.tags["NLF_DMSP_SCENE_GAIN"] = f"{gain:.4f} (k={prior.calibration_share:.3f})"
+    result.notes.extend(gain_notes(agreement, prior, gain) if agreement is not None else [])
+    return gain
+
+
+def _fuse_reference_change(
+    request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask=None, agreement=None
+) -> None:
     from .reference_change import run_reference_change
 
     def writer(tags: dict[str, str]) -> RasterWriter:
         result.tags.update(tags)
         return RasterWriter(output, grid, result.tags, "VIIRS-like radiance (nW/cm2/sr)")
 
-    method = run_reference_change(request, dmsp, viirs, grid, intercal, writer, report, check_cancel, mask)
+    method = run_reference_change(request, dmsp, viirs, grid, intercal, writer, report, check_cancel, mask, agreement)
     result.notes.extend(method.notes)
 
 
 def _fuse_generative(
-    request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask=None
+    request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask=None, agreement=None
 ) -> None:
     from .generative import GenerativeFusion, prepare_lattice, sampling_plan, tile_readers
     from .tiling import tile_rows
@@ -251,6 +270,8 @@ def _fuse_generative(
     method = GenerativeFusion(
         entry.zoo, plan, request.device, request.threads, ensemble, request.batch_size, request.cache_models
     )
+    if viirs is not None and method.condition_version == 2:
+        method.dmsp_gain = scene_dmsp_gain(agreement, result)
     record_generative_run(result, entry, plan, ensemble, method)
     lattice, extended, offset = prepare_lattice(grid, method.tile)
     tiles = sum(len(row) for row in tile_rows(grid, lattice))

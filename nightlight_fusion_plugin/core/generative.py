@@ -129,6 +129,10 @@ class GenerativeFusion:
                     "or a matching regression model."
                 )
         self.scheduler_config = SchedulerConfig.from_dict(meta.schedule) if plan.sampler else None
+        # scene_gain.dmsp_gain_correction, for reference-aware (v2) models run with a reference: the share of the
+        # scene-wide DMSP/reference level difference the prior puts on the sensor is divided out of the DMSP
+        # channel, as reference-change does, so a sensor unlike the training's does not read as change.
+        self.dmsp_gain = 1.0
 
     @property
     def device(self) -> str:
@@ -208,6 +212,7 @@ class GenerativeFusion:
             reference_dnc = None
             if self.condition_version == 2 and reference is not None:
                 reference_dnc = self._reference_dnc(viirs, extended, intercal, y + dy)
+                dnc = dnc * np.float32(self.dmsp_gain)
             for start in range(0, len(jobs), self.batch_size):
                 check_cancel()
                 batch = jobs[start : start + self.batch_size]

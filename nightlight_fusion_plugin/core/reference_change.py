@@ -7,6 +7,9 @@
 - DNsim: what the DMSP would have recorded of the reference: core's calibrated sensor model (sensors.py:
   footprint + blooming halo, saturating response, the satellite-year's gain, 6-bit digitising, stable-lights
   background removal), then intercalibrated the same way, so both sides sit on the F12 1999 DN scale.
+- DNc(t) is first divided by the share of the scene-wide DMSP/simulation level difference that the prior
+  attributes to the DMSP's sensor rather than to change (core/scene_gain.py): a sensor gain or saturation
+  level unlike the model's otherwise reads as the whole city brightening or dimming.
 - Both are smoothed with a Gaussian of the DMSP footprint (psf_fwhm_km) so that the ratio compares like with
   like (the simulation is made on the fine grid, the real DMSP is a bilinear warp of 30″ pixels) and single
   quantisation steps do not become pixel noise.
@@ -42,6 +45,7 @@ from .errors import InputError
 from .grids import AlignedReader, Grid, RasterInfo
 from .intercalibration import DN_SATURATED, Intercalibration
 from .models import REFERENCE_CHANGE
+from .scene_gain import Agreement, ChangePrior, dmsp_gain_correction, measure_log_gain
 from .sensors import (
     KM_PER_DEGREE,
     DmspParameters,
@@ -96,8 +100,9 @@ class ReferenceChangeFusion:
 
     model_id = METHOD_ID
 
-    def __init__(self, intercalibration: Intercalibration):
+    def __init__(self, intercalibration: Intercalibration, dmsp_gain: float = 1.0):
         self.intercalibration = intercalibration
+        self.dmsp_gain = dmsp_gain  # scene_gain.dmsp_gain_correction: the sensor's share of the level difference
         self.params = sensor_parameters()
         self.traditional = TraditionalFusion(intercalibration)
         self.notes: list[str] = []
@@ -124,7 +129,7 @@ class ReferenceChangeFusion:
         filled = np.where(np.isfinite(filled), filled, 0.0).astype(np.float32)
         sim_raw = digitise(dmsp_response(dmsp_blur(filled, pixel_km, params), params), self.intercalibration, params)
         sim = self.intercalibration.apply(sim_raw)
-        dnc = self.intercalibration.apply(dn)
+        dnc = self.intercalibration.apply(dn) * np.float32(self.dmsp_gain)
         has_dmsp = np.isfinite(dnc)
         sigma = fwhm_to_sigma(params.psf_fwhm_km)
         blur_sigma = (sigma / pixel_km[0], sigma / pixel_km[1])
@@ -154,10 +159,11 @@ class ReferenceChangeFusion:
             "NLF_REFERENCE_CHANGE": (
                 f"reference × (DNc+{EPSILON_DN:g})/(DNsim+{EPSILON_DN:g}), both smoothed at the "
                 f"{self.params.psf_fwhm_km:.3g} km DMSP footprint, ratio clipped to {RATIO_RANGE[0]:g}–{RATIO_RANGE[1]:g}, "
-                f"1 where both saturated; "
+                f"1 where both saturated; DNc × {self.dmsp_gain:.3f} (the sensor's share of the scene-wide gain); "
                 "traditional estimate in reference holes and where new light falls on a dark reference"
             ),
             "NLF_DMSP_SENSOR": repr(self.params.to_dict()),
+            "NLF_DMSP_SCENE_GAIN": f"{self.dmsp_gain:.4f}",
         }
 
 
@@ -171,14 +177,20 @@ def run_reference_change(
     report: Callable[[float, str], None],
     check_cancel: Callable[[], None],
     mask=None,
+    agreement: Agreement | None = None,
 ) -> ReferenceChangeFusion:
-    """Fit the fallback curve (one windowed pass, as the baseline), then write block by block."""
+    """Fit the fallback curve (one windowed pass, as the baseline), then write block by block. `agreement`:
+    reference_dmsp_agreement's result when the caller has it already (measured here otherwise)."""
     if viirs is None:
         raise InputError(
             "The reference-change model scales a VIIRS reference by the change the DMSP sees, so it needs a "
             "VIIRS reference: give one (--viirs / VIIRS), or choose another model (e.g. --model baseline)."
         )
-    method = ReferenceChangeFusion(intercal)
+    if agreement is None:
+        agreement = reference_dmsp_agreement(dmsp, viirs, grid, intercal)
+    prior = ChangePrior.load()
+    method = ReferenceChangeFusion(intercal, dmsp_gain_correction(agreement, prior))
+    method.notes.extend(gain_notes(agreement, prior, method.dmsp_gain))
     resampling = Resampling[request.dmsp_resampling]
     with AlignedReader(dmsp, grid, resampling) as dmsp_reader, AlignedReader(viirs, grid, Resampling.nearest) as viirs_reader:
         method.traditional.prepare(
@@ -220,15 +232,35 @@ def run_reference_change(
 
 
 def reference_dmsp_correlation(dmsp: RasterInfo, viirs: RasterInfo, grid: Grid, intercal: Intercalibration) -> float | None:
-    """Pearson r between the intercalibrated DMSP and the reference simulated to DMSP, over the output area at
-    DMSP resolution (coarser, decimated, where the area is more than CORRELATION_MAX_PIXELS DMSP pixels wide).
-    None where it cannot be measured (too few pixels, or one side constant, e.g. all dark).
+    """reference_dmsp_agreement's correlation."""
+    return reference_dmsp_agreement(dmsp, viirs, grid, intercal).correlation
+
+
+def gain_notes(agreement: Agreement, prior: ChangePrior, correction: float) -> list[str]:
+    """A note when the scene-wide level difference is large (over 25 %) and part of it was corrected."""
+    if agreement.log_gain is None or abs(agreement.log_gain) < np.log(1.25) or correction == 1.0:
+        return []
+    level = 100.0 * (np.exp(agreement.log_gain) - 1.0)
+    return [
+        f"Over the whole area the DMSP is {abs(level):.0f} % {'brighter' if level > 0 else 'darker'} than the "
+        f"reference simulated to DMSP; {100 * prior.calibration_share:.0f} % of that level difference (in log) was "
+        "taken as the DMSP's sensor and calibration, not as change (scene-wide prior, core/scene_gain.py): the "
+        f"DMSP was scaled by {correction:.2f} before the change was read."
+    ]
+
+
+def reference_dmsp_agreement(dmsp: RasterInfo, viirs: RasterInfo, grid: Grid, intercal: Intercalibration) -> Agreement:
+    """Pearson r and the scene-wide log gain between the intercalibrated DMSP and the reference simulated to DMSP,
+    over the output area at DMSP resolution
+    (coarser, decimated, where the area is more than CORRELATION_MAX_PIXELS DMSP pixels wide).
+    r is None where it cannot be measured (too few pixels, or one side constant, e.g. all dark).
 
     A low r says the reference shows another light pattern than the DMSP: another season or product, a year
     far from the DMSP's, or the wrong area. Measured: real pairs 0.79–0.96 (Athens F18 2013 against each of the
     twelve 2017 Greece VIIRS monthlies 0.94–0.96; São Tomé 1992 against VIIRS 2014-01 0.79; the bundled
     sample 0.87), wrong references 0.12–0.45 (Greece flipped upside-down 0.12, shifted 0.25° 0.45, 0.5° 0.11;
-    the sample's reference flipped 0.31); the note threshold CORRELATION_NOTE_BELOW sits in between."""
+    the sample's reference flipped 0.31); the note threshold CORRELATION_NOTE_BELOW sits in between.
+    The log gain (scene_gain.measure_log_gain) is measured on the same coarse pixels."""
     params = sensor_parameters()
     dmsp_px = _dmsp_pixel_in(dmsp, grid)
     factor = max(1.0, dmsp_px / abs(grid.transform.a))
@@ -244,17 +276,22 @@ def reference_dmsp_correlation(dmsp: RasterInfo, viirs: RasterInfo, grid: Grid, 
     observed = aggregate(np.isfinite(radiance).astype(np.float32))
     pixel_km = grid_pixel_km(fine, fine.height / 2)
     blurred = aggregate(dmsp_blur(radiance, pixel_km, params))
-    sim = intercal.apply(digitise(dmsp_response(blurred, params), intercal, params))
+    sim_raw = digitise(dmsp_response(blurred, params), intercal, params)
+    sim = intercal.apply(sim_raw)
     dnc = intercal.apply(dn)
     h, w = min(sim.shape[0], dnc.shape[0]), min(sim.shape[1], dnc.shape[1])
-    sim, dnc, observed = sim[:h, :w], dnc[:h, :w], observed[:h, :w]
+    sim, sim_raw, dnc, dn, observed = sim[:h, :w], sim_raw[:h, :w], dnc[:h, :w], dn[:h, :w], observed[:h, :w]
     ok = np.isfinite(dnc) & np.isfinite(sim) & (observed >= 0.5)
+    lit = max(float(intercal.apply(np.float32(params.detection_dn))), EPSILON_DN)
+    log_gain, pixels = measure_log_gain(
+        np.where(ok, dnc, np.nan), sim, dn, sim_raw, lit, SATURATION_THRESHOLD
+    )
     if ok.sum() < 30:
-        return None
+        return Agreement(None, log_gain, pixels)
     a, b = dnc[ok].astype(np.float64), sim[ok].astype(np.float64)
     if a.std() == 0 or b.std() == 0:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
+        return Agreement(None, log_gain, pixels)
+    return Agreement(float(np.corrcoef(a, b)[0, 1]), log_gain, pixels)
 
 
 def correlation_note(r: float) -> str:

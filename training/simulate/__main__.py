@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", type=Path, default=DEFAULT_REAL, help="../shared/data/real")
     p.add_argument("--iterations", type=int, default=600)
     p.add_argument("--docs", type=Path, default=Path("docs/training_data.md"))
+    p = sub.add_parser("change-prior", help="measure scene_gain's prior (sensor vs real change) on training regions")
+    p.add_argument("--real", type=Path, default=DEFAULT_REAL)
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("figure", help="simulated vs real tiles side by side (PNG)")
     p.add_argument("--real", type=Path, default=DEFAULT_REAL)
     p.add_argument("--output", type=Path, default=Path("docs/images/simulator_vs_real.png"))
@@ -81,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             report = run(args.real, iterations=args.iterations)
             replace_section(args.docs, "calibration", markdown_table(report))
             print(markdown_table(report))
+        elif args.command == "change-prior":
+            from .change_prior import write_prior
+
+            payload = write_prior(args.real, seed=args.seed)
+            print(json.dumps({k: v for k, v in payload.items() if k != "windows"}, indent=1))
         elif args.command == "figure":
             from .figure import make_figure
 

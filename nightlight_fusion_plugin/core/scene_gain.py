@@ -1,0 +1,80 @@
+"""How much of the scene-wide level difference between the DMSP and its reference is the sensor, not the city.
+
+The reference simulated to DMSP (core's calibrated sensor model) and the DMSP of the requested year differ by
+real change *and* by how far the DMSP's sensor departs from the model: another gain, another saturation
+level, another sensor model altogether. Locally the two are told apart by their pattern (a new district, a
+dimmed port); scene-wide they are not: a DMSP 40 % darker than the simulation is a dimmer city or a dimmer
+sensor. Read as change, a sensor gain darkens or brightens the whole fused map (measured: −0.35 to −0.6 in
+log on the real-temporal scenes whose sensor lies outside the calibrated range, where the real scene-wide
+change was within ±0.25).
+
+So the scene-wide log gain g = median log((DNc + ε)/(DNsim + ε)) over lit, unsaturated DMSP pixels is split
+the Gaussian way: g = calibration + change with prior spreads σ_cal and σ_change, and the expected
+calibration part, k·g with k = σ_cal² / (σ_cal² + σ_change²), is divided out of the DMSP before the change is
+read. σ_cal and σ_change are measured on training regions only (`python -m training.simulate change-prior`,
+never the hold-out) and stored in data/reference_change_prior.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PRIOR_JSON = Path(__file__).parent / "data" / "reference_change_prior.json"
+MIN_PIXELS = 30  # fewer lit, unsaturated pixels on both sides: no scene-wide gain is measured
+GAIN_EPSILON_DN = 0.5  # as reference_change.EPSILON_DN: dark against dark is no evidence
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How the DMSP and the reference simulated to DMSP agree over the output area (at DMSP resolution)."""
+
+    correlation: float | None  # Pearson r of intercalibrated DN; None: too few or uniform pixels
+    log_gain: float | None  # g above; None: fewer than MIN_PIXELS lit, unsaturated pixels
+    pixels: int  # pixels g was measured on
+
+
+@dataclass(frozen=True)
+class ChangePrior:
+    sigma_calibration: float  # spread of g from the sensor alone (no real change)
+    sigma_change: float  # spread of real scene-wide log change between the DMSP and the reference dates
+    source: str
+
+    @property
+    def calibration_share(self) -> float:
+        """k: the share of a measured scene-wide log gain attributed to the sensor."""
+        c, r = self.sigma_calibration**2, self.sigma_change**2
+        return c / (c + r) if c + r > 0 else 0.0
+
+    @classmethod
+    def load(cls, path: Path = PRIOR_JSON) -> ChangePrior:
+        payload = json.loads(path.read_text())
+        return cls(float(payload["sigma_calibration"]), float(payload["sigma_change"]), payload.get("command", str(path)))
+
+
+def measure_log_gain(
+    dnc: np.ndarray, sim: np.ndarray, dn_raw: np.ndarray, sim_raw: np.ndarray, lit_dn: float, saturated_dn: float
+) -> tuple[float | None, int]:
+    """g over pixels lit on both sides (≥ lit_dn, intercalibrated) and saturated on neither (raw DN)."""
+    ok = (
+        np.isfinite(dnc)
+        & np.isfinite(sim)
+        & (dnc >= lit_dn)
+        & (sim >= lit_dn)
+        & (np.nan_to_num(dn_raw) < saturated_dn)
+        & (sim_raw < saturated_dn)
+    )
+    n = int(ok.sum())
+    if n < MIN_PIXELS:
+        return None, n
+    return float(np.median(np.log((dnc[ok] + GAIN_EPSILON_DN) / (sim[ok] + GAIN_EPSILON_DN)))), n
+
+
+def dmsp_gain_correction(agreement: Agreement | None, prior: ChangePrior) -> float:
+    """The factor the intercalibrated DMSP is multiplied by: exp(−k·g); 1 where g was not measured."""
+    if agreement is None or agreement.log_gain is None:
+        return 1.0
+    return float(np.exp(-prior.calibration_share * agreement.log_gain))

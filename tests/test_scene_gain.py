@@ -46,6 +46,9 @@ def test_prior_is_measured_by_the_command_and_splits_the_gain():
     assert dmsp_gain_correction(Agreement(0.9, -0.5, 100), prior) == pytest.approx(np.exp(0.5 * k))
     assert dmsp_gain_correction(Agreement(0.9, None, 3), prior) == 1.0 and dmsp_gain_correction(None, prior) == 1.0
     assert dmsp_gain_correction(Agreement(0.9, 0.3, 100), ChangePrior(0.0, 0.2, "t")) == 1.0  # a perfect sensor
+    # the local Wiener weight: measured close to 1 (Sudan's real local changes dwarf the drawn sensors' noise)
+    assert 0.5 < prior.change_weight <= 1.0
+    assert ChangePrior(0.2, 0.2, "t", sigma_local_noise=0.3, sigma_local_change=0.3).change_weight == pytest.approx(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -100,9 +100,10 @@ class ReferenceChangeFusion:
 
     model_id = METHOD_ID
 
-    def __init__(self, intercalibration: Intercalibration, dmsp_gain: float = 1.0):
+    def __init__(self, intercalibration: Intercalibration, dmsp_gain: float = 1.0, change_weight: float = 1.0):
         self.intercalibration = intercalibration
         self.dmsp_gain = dmsp_gain  # scene_gain.dmsp_gain_correction: the sensor's share of the level difference
+        self.change_weight = change_weight  # exponent of the local ratio (scene_gain.ChangePrior.change_weight)
         self.params = sensor_parameters()
         self.traditional = TraditionalFusion(intercalibration)
         self.notes: list[str] = []
@@ -118,10 +119,10 @@ class ReferenceChangeFusion:
         sigma = fwhm_to_sigma(self.params.halo_fwhm_km) + fwhm_to_sigma(self.params.psf_fwhm_km)
         return int(math.ceil(4 * sigma / smallest)) + 2
 
-    def predict(
-        self, dn: np.ndarray, reference: np.ndarray, pixel_km: tuple[float, float], crop: tuple[slice, slice]
-    ) -> np.ndarray:
-        """Output for the block `crop` of arrays read with a margin (dn: raw DMSP warped; reference: radiance)."""
+    def change_fields(self, dn: np.ndarray, reference: np.ndarray, pixel_km: tuple[float, float]) -> dict[str, np.ndarray]:
+        """The arrays the change is read from (dn: raw DMSP warped; reference: radiance; both with a margin):
+        DNc(t) and DNsim smoothed at the DMSP footprint, the raw simulated DN, the traditional estimate, the
+        reference with its holes filled by that estimate, and where reference and DMSP are valid."""
         params = self.params
         base = self.traditional.predict(dn, None)
         has_ref = np.isfinite(reference)
@@ -136,15 +137,33 @@ class ReferenceChangeFusion:
         # Normalised convolution: DMSP nodata neither darkens nor brightens its neighbours.
         weight = gaussian_blur(has_dmsp.astype(np.float32), blur_sigma)
         dnc_s = gaussian_blur(np.where(has_dmsp, dnc, 0.0), blur_sigma) / np.maximum(weight, 1e-6)
-        sim_s = gaussian_blur(sim, blur_sigma)
-        ratio = (dnc_s + EPSILON_DN) / (np.maximum(sim_s, 0.0) + EPSILON_DN)
-        ratio = np.clip(ratio, *RATIO_RANGE)
-        both_saturated = (dn >= SATURATION_THRESHOLD) & (sim_raw >= SATURATION_THRESHOLD)
+        sim_s = np.maximum(gaussian_blur(sim, blur_sigma), 0.0)
+        return {
+            "base": base, "filled": filled, "has_ref": has_ref, "has_dmsp": has_dmsp,
+            "sim_raw": sim_raw, "dnc_s": dnc_s, "sim_s": sim_s,
+        }  # fmt: skip
+
+    def detect_dn(self) -> float:
+        """The detection level in intercalibrated DN (below it the stable lights are 0)."""
+        return max(float(self.intercalibration.apply(np.float32(self.params.detection_dn))), EPSILON_DN)
+
+    def predict(
+        self, dn: np.ndarray, reference: np.ndarray, pixel_km: tuple[float, float], crop: tuple[slice, slice]
+    ) -> np.ndarray:
+        """Output for the block `crop` of arrays read with a margin (dn: raw DMSP warped; reference: radiance)."""
+        f = self.change_fields(dn, reference, pixel_km)
+        base, filled, has_ref, has_dmsp, dnc_s, sim_s = (
+            f["base"], f["filled"], f["has_ref"], f["has_dmsp"], f["dnc_s"], f["sim_s"]
+        )  # fmt: skip
+        ratio = np.clip((dnc_s + EPSILON_DN) / (sim_s + EPSILON_DN), *RATIO_RANGE)
+        # The local log ratio is change plus sensor noise (another footprint, halo, response): shrunk by the
+        # prior's Wiener weight (scene_gain.ChangePrior.change_weight), 1 = read it as all change.
+        ratio = ratio ** np.float32(self.change_weight)
+        both_saturated = (dn >= SATURATION_THRESHOLD) & (f["sim_raw"] >= SATURATION_THRESHOLD)
         ratio = np.where(both_saturated, 1.0, ratio)
         # New light over a reference that is dark at the DMSP footprint: blend to the traditional estimate.
-        detect = max(float(self.intercalibration.apply(np.float32(params.detection_dn))), EPSILON_DN)
         new_light = dnc_s > sim_s + EPSILON_DN
-        trust = np.where(new_light, np.clip(sim_s / detect, 0.0, 1.0), 1.0)
+        trust = np.where(new_light, np.clip(sim_s / self.detect_dn(), 0.0, 1.0), 1.0)
         out = trust * filled * ratio + (1.0 - trust) * np.nan_to_num(base)
         out = np.where(has_ref, out, base)  # inside holes: the traditional estimate as it is
         out = np.where(has_dmsp, out, np.nan).astype(np.float32)
@@ -159,11 +178,13 @@ class ReferenceChangeFusion:
             "NLF_REFERENCE_CHANGE": (
                 f"reference × (DNc+{EPSILON_DN:g})/(DNsim+{EPSILON_DN:g}), both smoothed at the "
                 f"{self.params.psf_fwhm_km:.3g} km DMSP footprint, ratio clipped to {RATIO_RANGE[0]:g}–{RATIO_RANGE[1]:g}, "
-                f"1 where both saturated; DNc × {self.dmsp_gain:.3f} (the sensor's share of the scene-wide gain); "
+                f"1 where both saturated; DNc × {self.dmsp_gain:.3f} (the sensor's share of the scene-wide gain), "
+                f"ratio^{self.change_weight:.3f} (the change's share of the local log ratio); "
                 "traditional estimate in reference holes and where new light falls on a dark reference"
             ),
             "NLF_DMSP_SENSOR": repr(self.params.to_dict()),
             "NLF_DMSP_SCENE_GAIN": f"{self.dmsp_gain:.4f}",
+            "NLF_CHANGE_WEIGHT": f"{self.change_weight:.4f}",
         }
 
 
@@ -189,7 +210,7 @@ def run_reference_change(
     if agreement is None:
         agreement = reference_dmsp_agreement(dmsp, viirs, grid, intercal)
     prior = ChangePrior.load()
-    method = ReferenceChangeFusion(intercal, dmsp_gain_correction(agreement, prior))
+    method = ReferenceChangeFusion(intercal, dmsp_gain_correction(agreement, prior), prior.change_weight)
     method.notes.extend(gain_notes(agreement, prior, method.dmsp_gain))
     resampling = Resampling[request.dmsp_resampling]
     with AlignedReader(dmsp, grid, resampling) as dmsp_reader, AlignedReader(viirs, grid, Resampling.nearest) as viirs_reader:

@@ -13,6 +13,11 @@ the Gaussian way: g = calibration + change with prior spreads σ_cal and σ_chan
 calibration part, k·g with k = σ_cal² / (σ_cal² + σ_change²), is divided out of the DMSP before the change is
 read. σ_cal and σ_change are measured on training regions only (`python -m training.simulate change-prior`,
 never the hold-out) and stored in data/reference_change_prior.json.
+
+The same split holds pixel by pixel for reference-change: the local log ratio (scene median removed) is real
+change plus sensor noise (another footprint, halo or response curve than the model's), so reference-change
+raises the ratio to α = σ_local_change² / (σ_local_change² + σ_local_noise²), the Wiener weight, both spreads
+measured by the same command.
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ class ChangePrior:
     sigma_calibration: float  # spread of g from the sensor alone (no real change)
     sigma_change: float  # spread of real scene-wide log change between the DMSP and the reference dates
     source: str
+    sigma_local_noise: float = 0.0  # spread of the local log ratio (scene median removed) from the sensor alone
+    sigma_local_change: float = 1.0  # ... from real change
+
+    @property
+    def change_weight(self) -> float:
+        """α: the Wiener weight of the local log ratio, σ_local_change² / (σ_local_change² + σ_local_noise²)."""
+        c, n = self.sigma_local_change**2, self.sigma_local_noise**2
+        return c / (c + n) if c + n > 0 else 1.0
 
     @property
     def calibration_share(self) -> float:
@@ -52,7 +65,13 @@ class ChangePrior:
     @classmethod
     def load(cls, path: Path = PRIOR_JSON) -> ChangePrior:
         payload = json.loads(path.read_text())
-        return cls(float(payload["sigma_calibration"]), float(payload["sigma_change"]), payload.get("command", str(path)))
+        return cls(
+            float(payload["sigma_calibration"]),
+            float(payload["sigma_change"]),
+            payload.get("command", str(path)),
+            float(payload.get("sigma_local_noise", 0.0)),
+            float(payload.get("sigma_local_change", 1.0)),
+        )
 
 
 def measure_log_gain(

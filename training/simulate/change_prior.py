@@ -12,6 +12,9 @@ flare box is skipped window by window), kept when ≥ 60 % valid and lit. For ea
   against the truth itself: the real one-year change as the sensor sees it. RMS over windows, then grown as
   a random walk to ASSUMED_GAP_YEARS, because the engine is not told the gap (DMSP years end in 2013, VIIRS
   starts in 2012: most requests are years apart).
+- The same two splits pixel by pixel for reference-change's Wiener weight: σ_local_noise, the spread of the
+  local log ratio (scene median removed) of the drawn sensors against the unchanged truth; σ_local_change,
+  that of the model sensor's log ratio against the reference minus against the truth, grown the same way.
 """
 
 from __future__ import annotations
@@ -23,12 +26,20 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from nightlight_fusion_plugin.core.calibration import SATURATION_THRESHOLD, default_curve
 from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
 from nightlight_fusion_plugin.core.fuse import resolve_intercalibration
-from nightlight_fusion_plugin.core.grids import Grid, inspect_raster
-from nightlight_fusion_plugin.core.reference_change import reference_dmsp_agreement
+from nightlight_fusion_plugin.core.grids import AlignedReader, Grid, inspect_raster
+from nightlight_fusion_plugin.core.reference_change import (
+    EPSILON_DN,
+    ReferenceChangeFusion,
+    expanded,
+    grid_pixel_km,
+    reference_dmsp_agreement,
+)
 from nightlight_fusion_plugin.core.scene_gain import PRIOR_JSON
 from nightlight_fusion_plugin.core.sensors import DmspParameters
 
@@ -76,6 +87,46 @@ def _write(path: Path, data: np.ndarray, profile: dict, transform) -> None:
         dst.write(np.nan_to_num(data, nan=0.0).astype(np.float32) if "context" in path.name else data.astype(np.float32), 1)
 
 
+def _local_log_ratio(dmsp: Path, reference: Path, params: DmspParameters) -> np.ndarray:
+    """reference-change's local log ratio on the reference's grid, over lit pixels unsaturated on both sides, as
+    the engine reads it (the margin read beyond the window's edges, mirrored), scene-wide gain uncorrected."""
+    ref_info = inspect_raster(str(reference), "reference")
+    grid = Grid(ref_info.crs, ref_info.transform, ref_info.width, ref_info.height)
+    intercal = resolve_intercalibration(str(dmsp), params.satellite, params.year)
+    method = ReferenceChangeFusion(intercal)
+    method.traditional.curve = default_curve()  # only for holes and new light, which the ratio does not use
+    margin = method.margin(grid)
+    wide = expanded(grid, margin)
+    with (
+        AlignedReader(inspect_raster(str(dmsp), "dmsp"), wide, Resampling.bilinear) as dmsp_reader,
+        AlignedReader(ref_info, wide, Resampling.nearest) as ref_reader,
+    ):
+        window = Window(0, 0, wide.width, wide.height)
+        dn, radiance = dmsp_reader.read(window), ref_reader.read(window)
+    fields = method.change_fields(dn, radiance, grid_pixel_km(grid, grid.height / 2))
+    crop = (slice(margin, margin + grid.height), slice(margin, margin + grid.width))
+    dnc_s, sim_s = fields["dnc_s"][crop], fields["sim_s"][crop]
+    lit = (dnc_s >= method.detect_dn()) | (sim_s >= method.detect_dn())
+    ok = lit & (dn[crop] < SATURATION_THRESHOLD) & (fields["sim_raw"][crop] < SATURATION_THRESHOLD)
+    ok &= np.isfinite(dnc_s) & fields["has_ref"][crop]
+    ratio = np.log((dnc_s + EPSILON_DN) / (sim_s + EPSILON_DN))
+    return np.where(ok, ratio, np.nan)
+
+
+def _centred(values: np.ndarray) -> np.ndarray:
+    """Finite values minus their median: the local part, the scene-wide level removed."""
+    v = values[np.isfinite(values)]
+    return v - np.median(v) if v.size else v
+
+
+def _subsample(values: np.ndarray, rng: np.random.Generator, size: int = 20000) -> np.ndarray:
+    return values if values.size <= size else rng.choice(values, size, replace=False)
+
+
+def robust_sigma(values: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(values - np.median(values)))) if values.size else float("nan")
+
+
 def _log_gain(dmsp: Path, reference: Path, params: DmspParameters) -> float | None:
     ref_info = inspect_raster(str(reference), "reference")
     grid = Grid(ref_info.crs, ref_info.transform, ref_info.width, ref_info.height)
@@ -86,6 +137,7 @@ def _log_gain(dmsp: Path, reference: Path, params: DmspParameters) -> float | No
 def measure(real_dir: Path, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     calibration, change, windows_used = [], [], []
+    local_noise, local_change = [], []  # the centred local log ratios, subsampled
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for key, years in sorted(sudan_tiles(real_dir).items()):
@@ -112,16 +164,30 @@ def measure(real_dir: Path, seed: int = 0) -> dict:
                 )
                 if seen is not None and still is not None:
                     change.append(seen - still)
+                # Real local change as the model sensor sees it: its log ratio against the reference minus its
+                # log ratio against the truth itself (which removes what the model sensor alone makes).
+                moved = _local_log_ratio(tmp / "dmsp.tif", tmp / "reference.tif", nominal)
+                moved -= _local_log_ratio(tmp / "dmsp.tif", tmp / "truth.tif", nominal)
+                local_change.append(_subsample(_centred(moved), rng))
                 for _ in range(DRAWS):
                     params = random_dmsp_parameters(rng, int(rng.integers(1992, 2014)))
                     simulate_dmsp_raster(str(tmp / "context.tif"), str(tmp / "dmsp.tif"), params=params, overwrite=True)
                     g = _log_gain(tmp / "dmsp.tif", tmp / "truth.tif", params)
                     if g is not None:
                         calibration.append(g)
+                    local_noise.append(_subsample(_centred(_local_log_ratio(tmp / "dmsp.tif", tmp / "truth.tif", params)), rng))
                 windows_used.append([key, window.col_off, window.row_off])
     rms = lambda v: float(np.sqrt(np.mean(np.square(v)))) if v else float("nan")  # noqa: E731
     sigma_year = rms(change)
+    # Robust spreads (1.4826 × median absolute deviation): Black Marble monthlies carry fires, flares and
+    # cloud edges whose one-month log ratios of ±3 would set an RMS on their own.
+    local_year = robust_sigma(np.concatenate(local_change))
     return {
+        "sigma_local_noise": robust_sigma(np.concatenate(local_noise)),
+        "sigma_local_noise_rms": float(np.sqrt(np.mean(np.concatenate(local_noise) ** 2))),
+        "sigma_local_change_one_year_rms": float(np.sqrt(np.mean(np.concatenate(local_change) ** 2))),
+        "sigma_local_change": local_year * float(np.sqrt(ASSUMED_GAP_YEARS)),
+        "sigma_local_change_one_year": local_year,
         "sigma_calibration": rms(calibration),
         "sigma_change": sigma_year * float(np.sqrt(ASSUMED_GAP_YEARS)),
         "sigma_change_one_year": sigma_year,

@@ -152,3 +152,16 @@ def test_speed_levels_skip_unusable_and_noise_level_settings():
     levels = speed_levels(rows, "m")
     assert [(lv["sampler"], lv["nfe"], lv["strength"]) for lv in levels] == [("ddim", 4, 1.0), ("ddim", 50, 1.0)]
     assert [lv["level"] for lv in levels] == [1, 2]
+
+
+def test_cached_rows_are_keyed_by_the_engine_that_measured_them(tmp_path):
+    from training.report import engine_fingerprint
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "fuse.py").write_text("x = 1\n")
+    (tmp_path / "data" / "prior.json").write_text("{}\n")
+    first = engine_fingerprint(tmp_path)
+    assert first == engine_fingerprint(tmp_path) and len(first) == 12
+    (tmp_path / "data" / "prior.json").write_text('{"k": 0.2}\n')
+    assert engine_fingerprint(tmp_path) != first
+    assert engine_fingerprint() != first  # the real engine

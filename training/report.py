@@ -119,6 +119,18 @@ def steps_for(sampler: str, nfe_budget: int) -> int:
     return max(1, steps_for_nfe(sampler, nfe_budget))
 
 
+def engine_fingerprint(core: Path | None = None) -> str:
+    """sha256 (12 hex) of the engine's sources and data (nightlight_fusion_plugin/core): a cached row is reused
+    only if the engine that measured it is the same, so a change to the engine re-measures every row."""
+    import hashlib
+
+    core = core or Path(__file__).resolve().parents[1] / "nightlight_fusion_plugin" / "core"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in core.rglob("*") if p.is_file() and p.suffix in (".py", ".json", ".csv")):
+        digest.update(path.relative_to(core).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 class RowCache:
     """Measured rows keyed by what was measured (model file sha256, set, sampler, ...), kept in a JSON-lines
     file so that re-running the report after adding one model re-measures only that model."""
@@ -160,8 +172,10 @@ def run_grid(
     limit = 2 if quick else SCENES
     cache = cache or RowCache(None)
 
+    engine = engine_fingerprint()
+
     def measure(model_key: str, model: str, data: Path, **kwargs) -> dict[str, Any]:
-        key = json.dumps([model_key, str(data), limit, kwargs], sort_keys=True)
+        key = json.dumps([model_key, str(data), limit, kwargs, engine], sort_keys=True)
         return cache.get(key, lambda: evaluate(model, data, limit=limit, **kwargs))
 
     def add(result: dict, **extra) -> None:

@@ -165,3 +165,37 @@ def test_cached_rows_are_keyed_by_the_engine_that_measured_them(tmp_path):
     (tmp_path / "data" / "prior.json").write_text('{"k": 0.2}\n')
     assert engine_fingerprint(tmp_path) != first
     assert engine_fingerprint() != first  # the real engine
+
+
+def test_reference_aware_targets_judge_the_defaults_on_every_real_set():
+    from training.real_report import real_target_rows
+
+    def row(set_name, reference, model, psnr, family="baseline", sol=0.0, r2=0.9):
+        return {
+            "set": set_name, "with_reference": reference, "model": model, "family": family, "psnr_log": psnr,
+            "seconds_per_megapixel": 1.0, "set_sum_of_lights_error": sol, "set_r2": r2, "precision": "fp32",
+        }  # fmt: skip
+
+    rows = [
+        row("real_sudan", True, "persistence", 30.0),
+        row("real_sudan", True, "reference-change", 30.6, sol=0.05, r2=0.86),
+        row("real_sudan", False, "baseline", 25.0),
+        row("real_sudan", False, "unet-fp32", 26.0, family="unet", sol=-0.2),
+        row("real_mumbai_gap5", True, "persistence", 28.0),
+        row("real_mumbai_gap5", True, "reference-change", 29.0, sol=-0.12, r2=0.5),
+        row("real_mumbai_gap5", False, "baseline", 20.0),
+        row("real_mumbai_gap5", False, "unet-fp32", 23.0, family="unet"),
+    ]
+    entries = [{"id": "unet-fp32", "precision": "fp32", "shipped": True}]
+    got = {(t, w): (m, v) for t, w, m, v in real_target_rows(rows, entries)}
+    one_year = ("default (reference-change) ≥ persistence + 0.5 dB (1-year gap)", "real_sudan (1 yr), with reference")
+    assert got[one_year] == ("+0.60 dB", "met")
+    five = ("default (reference-change) ≥ best baseline + 2.1 dB", "real_mumbai_gap5 (5 yr), with reference")
+    assert got[five] == ("vs persistence: +1.00 dB", "missed by 1.10")
+    no_ref = ("default (unet-fp32) ≥ best baseline + 2.1 dB", "real_mumbai_gap5 (5 yr), without reference")
+    assert got[no_ref][1] == "met"
+    sums = ("default (reference-change) sum of lights within ±10 %", "real_mumbai_gap5 (5 yr), with reference")
+    assert got[sums] == ("-12.0 %", "missed by 2.0 points")
+    r2 = ("default (reference-change) pixel R² of radiance ≥ 0.85", "real_sudan (1 yr), with reference")
+    assert got[r2] == ("0.860", "met")
+    assert not any("≥ persistence + 0.5" in t and "gap5" in w for t, w in got)  # only for 1-year gaps

@@ -31,6 +31,7 @@ from .real_report import (
     is_real,
     real_markdown,
     real_rows,
+    real_target_rows,
 )
 
 SETS = {
@@ -431,7 +432,7 @@ def target_rows(rows: list[dict], entries: list[dict] | None = None) -> list[tup
                 gain = mine["psnr_log"] - base["psnr_log"]
                 where = f"robustness hold-out, {'with' if reference else 'without'} reference"
                 out.append((f"{label} keeps ≥ 2.1 dB margin", where, _fmt(gain), _met(gain, 2.1)))
-    return out
+    return out + real_target_rows(rows, entries or [])
 
 
 def _met(value: float | None, threshold: float) -> str:

@@ -176,3 +176,18 @@ def test_int8_without_variant_of_is_gated_against_its_fp32_export_by_name():
     gate = int8_gate(alone, entries)["flow-int8"]
     assert gate["passes"] is False and gate["max_psnr_loss_db"] is None
     assert choose_real_default(alone, entries) is None
+
+
+def test_bad_references_are_noted_whenever_they_do_worse_than_no_reference(real_data, tmp_path):
+    from training.bad_reference import CASES, bad_reference_markdown, bad_reference_rows
+
+    data = write_real_temporal(real_data, tmp_path / "gap1", "mumbai", gap=1).parent
+    rows = bad_reference_rows(data, "reference-change", "baseline", limit=1)
+    assert [r["case"] for r in rows] == list(CASES)
+    by_case = {r["case"]: r for r in rows}
+    given = by_case["as given"]  # scene 0: a sensor in the calibrated range, the real reference a year away
+    assert not given["noted"] and float(given["correlation"]) > 0.9
+    assert given["psnr_log"] > given["psnr_log_without_reference"]
+    assert by_case["upside down (wrong area)"]["noted"]
+    assert all(r["noted"] for r in rows if r["psnr_log"] < r["psnr_log_without_reference"])
+    assert "not noted: 0 of 4 runs" in "\n".join(bad_reference_markdown(rows))

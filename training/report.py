@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .bad_reference import bad_reference_markdown, bad_reference_rows
 from .evaluate import evaluate
 from .real_report import (
     PICKABLE_TRADITIONAL,
@@ -118,6 +119,20 @@ def steps_for(sampler: str, nfe_budget: int) -> int:
     from nightlight_fusion_plugin.core.samplers import steps_for_nfe
 
     return max(1, steps_for_nfe(sampler, nfe_budget))
+
+
+def bad_references(rows: list[dict], entries: list[dict], sets: dict[str, Path], quick: bool) -> list[dict]:
+    """The chosen defaults (with and without a reference) on edited references of real scenes (bad_reference.py):
+    the first scenes of the Mumbai one-year set and of Sudan (one Mumbai scene in a quick report)."""
+    with_default = choose_real_default(rows, entries, True)
+    without_default = choose_real_default(rows, entries, False)
+    if with_default is None or without_default is None:
+        return []
+    chosen = ["real_mumbai_gap1"] if quick else ["real_mumbai_gap1", "real_sudan"]
+    out = []
+    for name in (n for n in chosen if n in sets):
+        out += bad_reference_rows(sets[name], with_default["model"], without_default["model"], limit=1 if quick else 2)
+    return out
 
 
 def engine_fingerprint(core: Path | None = None) -> str:
@@ -452,6 +467,7 @@ def markdown(
     entries: list[dict] | None = None,
     runs_dir: Path | None = None,
     kept: list[dict] | None = None,
+    bad_references: list[dict] | None = None,
 ) -> str:
     lines = [
         "# Design space: which model family fuses DMSP-OLS and VIIRS best, at what cost",
@@ -475,6 +491,7 @@ def markdown(
             "",
         ]
     lines += real_markdown(rows, entries or [], setting)
+    lines += bad_reference_markdown(bad_references or [])
     lines += ["## Simulated and semi-real sets", ""]
     keys = ["psnr_log", "ssim_log", "rmse", "r2", "sum_of_lights_error", "saturated_rmse", "seconds_per_megapixel"]
     for set_name in sorted({r["set"] for r in rows if not is_real(r["set"])}):
@@ -935,7 +952,8 @@ def main(argv: list[str] | None = None) -> int:
         {"id": m.id, "family": m.family, "precision": m.precision, "variant_of": m.variant_of, "shipped": m.id in shipped}
         for m in models
     ]
-    (args.docs / "design_space.md").write_text(markdown(rows, figures, args.quick, entries, args.runs_dir, kept))
+    bad = bad_references(rows, entries, sets, args.quick)
+    (args.docs / "design_space.md").write_text(markdown(rows, figures, args.quick, entries, args.runs_dir, kept, bad))
     if models and not args.no_manifest:
         update_manifest(args.zoo, rows)
     print(args.docs / "design_space.md")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -218,7 +219,8 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
 
 def _note_reference_disagreement(dmsp, viirs, grid, intercal, result):
     """Tag how well the reference explains the DMSP (any model); a note when it hardly does (bad input)."""
-    from .reference_change import CORRELATION_NOTE_BELOW, correlation_note, reference_dmsp_agreement
+    from .reference_change import CORRELATION_NOTE_BELOW, correlation_note, level_note, reference_dmsp_agreement
+    from .scene_gain import ChangePrior
 
     agreement = reference_dmsp_agreement(dmsp, viirs, grid, intercal)
     r = agreement.correlation
@@ -227,6 +229,12 @@ def _note_reference_disagreement(dmsp, viirs, grid, intercal, result):
         result.tags["NLF_REFERENCE_DMSP_LOG_GAIN"] = f"{agreement.log_gain:.3f} over {agreement.pixels} DMSP pixels"
     if r is not None and r < CORRELATION_NOTE_BELOW:
         result.notes.append(correlation_note(r))
+    # A scene-wide level beyond what a DMSP sensor and real change together explain (2.5σ of the prior): another
+    # product, season or satellite-year. The bundled sample's ten years of growth are -1.07 (no note).
+    prior = ChangePrior.load()
+    limit = 2.5 * float(np.hypot(prior.sigma_calibration, prior.sigma_change))
+    if agreement.log_gain is not None and abs(agreement.log_gain) > limit:
+        result.notes.append(level_note(agreement.log_gain, limit))
     return agreement
 
 

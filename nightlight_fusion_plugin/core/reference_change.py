@@ -60,7 +60,7 @@ from .sensors import (
 METHOD_ID = REFERENCE_CHANGE
 RATIO_RANGE = (0.1, 10.0)  # beyond a tenfold change the reference's pattern no longer says where the light is
 EPSILON_DN = 0.5  # in DN: 0/0 -> 1, and a lone quantisation step over darkness is not a tenfold change
-CORRELATION_NOTE_BELOW = 0.5  # see reference_dmsp_correlation: real pairs ≥ 0.79, wrong references ≤ 0.45
+CORRELATION_NOTE_BELOW = 0.7  # see reference_dmsp_agreement: real pairs ≥ 0.79, wrong references ≤ 0.56
 CORRELATION_MAX_PIXELS = 512  # per side of the coarse grid the correlation is computed on (decimated beyond)
 
 
@@ -280,7 +280,10 @@ def reference_dmsp_agreement(dmsp: RasterInfo, viirs: RasterInfo, grid: Grid, in
     far from the DMSP's, or the wrong area. Measured: real pairs 0.79–0.96 (Athens F18 2013 against each of the
     twelve 2017 Greece VIIRS monthlies 0.94–0.96; São Tomé 1992 against VIIRS 2014-01 0.79; the bundled
     sample 0.87), wrong references 0.12–0.45 (Greece flipped upside-down 0.12, shifted 0.25° 0.45, 0.5° 0.11;
-    the sample's reference flipped 0.31); the note threshold CORRELATION_NOTE_BELOW sits in between.
+    the sample's reference flipped 0.31; the real-temporal scenes 0.86–0.99 with their real reference 1–9 years
+    away, including DMSP sensors outside the calibrated range, and 0.53–0.56 with the Mumbai clip's reference
+    upside down: `python -m training.report`'s bad-reference table); the note threshold CORRELATION_NOTE_BELOW
+    sits in between.
     The log gain (scene_gain.measure_log_gain) is measured on the same coarse pixels."""
     params = sensor_parameters()
     dmsp_px = _dmsp_pixel_in(dmsp, grid)
@@ -313,6 +316,18 @@ def reference_dmsp_agreement(dmsp: RasterInfo, viirs: RasterInfo, grid: Grid, in
     if a.std() == 0 or b.std() == 0:
         return Agreement(None, log_gain, pixels)
     return Agreement(float(np.corrcoef(a, b)[0, 1]), log_gain, pixels)
+
+
+def level_note(log_gain: float, limit: float) -> str:
+    level = 100.0 * (np.exp(log_gain) - 1.0)
+    return (
+        f"The VIIRS reference disagrees strongly with the DMSP in level: over the whole area the DMSP is "
+        f"{abs(level):.0f} % {'brighter' if level > 0 else 'darker'} than the reference simulated to DMSP, more "
+        f"than DMSP sensors and real change together explain (a factor {np.exp(limit):.1f}, 2.5 times their measured "
+        "spread, core/scene_gain.py): the reference "
+        "may be of another product or season (monthly vs annual, VNL vs Black Marble), or the DMSP's satellite and "
+        "year may be wrong; compare with a run without the reference."
+    )
 
 
 def correlation_note(r: float) -> str:

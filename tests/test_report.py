@@ -199,3 +199,26 @@ def test_reference_aware_targets_judge_the_defaults_on_every_real_set():
     r2 = ("default (reference-change) pixel R² of radiance ≥ 0.85", "real_sudan (1 yr), with reference")
     assert got[r2] == ("0.860", "met")
     assert not any("≥ persistence + 0.5" in t and "gap5" in w for t, w in got)  # only for 1-year gaps
+
+
+def test_sharpness_compares_staged_diffusion_with_its_own_unet():
+    from training.report import sharpness_rows
+
+    def row(model, family, ssim, staged=False, nfe=1, psnr=30.0, set_name="real_sudan"):
+        return {
+            "model": model, "family": family, "precision": "fp32", "set": set_name, "with_reference": True,
+            "staged": staged, "nfe": nfe, "ssim_log": ssim, "psnr_log": psnr, "sampler": "ddim",
+        }  # fmt: skip
+
+    rows = [
+        row("unet_refaware-fp32", "unet", 0.90),
+        row("unet-fp32", "unet", 0.50),
+        row("diffusion_refaware-fp32", "diffusion", 0.93, staged=True, nfe=4, psnr=31.0),
+        row("diffusion_refaware-fp32", "diffusion", 0.80, staged=True, nfe=8, psnr=30.0),
+        row("diffusion_refaware-fp32", "diffusion", 0.99, nfe=50),  # not staged, not ≤ 8 NFE
+    ]
+    entries = [{"id": "diffusion_refaware-fp32", "regression_model": "unet_refaware-fp32"}]
+    (target, where, measured, met), = sharpness_rows(rows, entries)
+    assert where == "real_sudan, with reference" and "SSIM 0.930 vs 0.900" in measured and met == "met"
+    rows[2]["ssim_log"] = 0.85
+    assert sharpness_rows(rows, entries)[0][3] == "missed by 0.05"

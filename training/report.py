@@ -433,6 +433,7 @@ def target_rows(rows: list[dict], entries: list[dict] | None = None) -> list[tup
             out.append(
                 ("≤ 8 NFE within 0.3 dB of 50+ NFE", f"{model}, synthetic, with reference", detail + _fmt(gap), _met(gap, -0.3))
             )
+    out += sharpness_rows(rows, entries or [])
     for reference in (True, False):
         chosen = [r for r in rows if r["set"] == "greece" and r["with_reference"] == reference and r["family"] != "baseline"]
         if chosen:
@@ -448,6 +449,26 @@ def target_rows(rows: list[dict], entries: list[dict] | None = None) -> list[tup
                 where = f"robustness hold-out, {'with' if reference else 'without'} reference"
                 out.append((f"{label} keeps ≥ 2.1 dB margin", where, _fmt(gain), _met(gain, 2.1)))
     return out + real_target_rows(rows, entries or [])
+
+
+def sharpness_rows(rows: list[dict], entries: list[dict]) -> list[tuple[str, str, str, str]]:
+    """Staged diffusion at ≤ 8 NFE (its best such setting) against the regression UNet it warm-starts from, by SSIM
+    of log radiance (structure, where blur costs) on the synthetic set and every real set, with a reference."""
+    partner = {e["id"]: e.get("regression_model") for e in entries}
+    out = []
+    for model in sorted({r["model"] for r in rows if r["family"] == "diffusion" and r["precision"] == "fp32"}):
+        unet = partner.get(model)
+        for set_name in sorted({r["set"] for r in rows if r["set"] == "synthetic" or is_real(r["set"])}):
+            here = [r for r in rows if r["set"] == set_name and r["with_reference"] and not r.get("ensemble_k")]
+            fast = [r for r in here if r["model"] == model and r.get("staged") and r["nfe"] <= 8]
+            base = [r for r in here if r["model"] == unet]
+            if fast and base:
+                f = max(fast, key=lambda r: r["psnr_log"])
+                diff = f["ssim_log"] - base[0]["ssim_log"]
+                what = f"{model} {setting(f)} vs {unet}: SSIM {f['ssim_log']:.3f} vs {base[0]['ssim_log']:.3f}"
+                target = "staged diffusion ≤ 8 NFE sharper than its UNet"
+                out.append((target, f"{set_name}, with reference", what, _met(diff, 0.0)))
+    return out
 
 
 def _met(value: float | None, threshold: float) -> str:
@@ -949,7 +970,14 @@ def main(argv: list[str] | None = None) -> int:
         if (args.docs / "images" / f"design_space_tiles_{name}.png").exists():
             figures.append(f"images/design_space_tiles_{name}.png")
     entries = [
-        {"id": m.id, "family": m.family, "precision": m.precision, "variant_of": m.variant_of, "shipped": m.id in shipped}
+        {
+            "id": m.id,
+            "family": m.family,
+            "precision": m.precision,
+            "variant_of": m.variant_of,
+            "shipped": m.id in shipped,
+            "regression_model": m.regression_model,
+        }
         for m in models
     ]
     bad = bad_references(rows, entries, sets, args.quick)

@@ -568,6 +568,13 @@ def tried_section(rows: list[dict]) -> list[str]:
         "mixed training data (simulated scenes with randomised sensor parameters plus 30 % semi-real Greece tiles).",
         "- int8 export keeps the two most damaging nodes in fp32 (a per-node sensitivity pass), and every int8 "
         "model is measured beside its fp32 model.",
+        "- For the reference-aware targets (real-temporal sets): the reference simulated to DMSP as a 4th condition "
+        "channel and the change relative to the reference as the target (condition v2, residual_log; "
+        "`training/configs/*_refaware.toml`), half of the training tiles real Sudan 2023↔2024 pairs outside the "
+        "hold-out, synthetic gaps of 0–1, 3–5 and 10–20 years in both directions; tiles that see the inputs "
+        "mirrored beyond raster edges; a scene-wide prior that puts part of the DMSP/reference level difference on "
+        "the DMSP's sensor (`core/scene_gain.py`, measured on training regions by "
+        "`python -m training.simulate change-prior`), for `reference-change` and the condition-v2 models.",
     ]
     if persistence:
         lines.append(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import rasterio
 from conftest import REPO
@@ -49,6 +50,9 @@ def test_manifest_files_cards_and_variants():
         assert m.card_path and m.card_path.is_file(), m.id
         card = m.card_path.read_text()
         assert "python -m training.train" in card and "seed" in card and "Limits" in card
+        if manifest[m.id].get("weights") == "fp16":  # stored in half precision for the zip, computed in float32
+            assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load(str(m.path)).graph.initializer)
+            assert manifest[m.id]["weights_parity_max_abs"] < 2e-3 and "float16" in card
         if m.variant_of:
             assert by_id[m.variant_of].precision == "fp32" and by_id[m.variant_of].family == m.family
         if m.family in ("diffusion", "flow_matching"):

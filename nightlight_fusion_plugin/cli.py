@@ -58,6 +58,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         seed=args.seed,
         satellite=args.satellite,
         year=args.year,
+        reference_year=args.reference_year,
         overwrite=args.overwrite,
     )
     if args.workers or args.scheduler or args.resume:  # blocks of rows, resumable, optionally on Dask
@@ -299,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="also write an HTML run report (thumbnails, QA) to this file")
     p.add_argument("--satellite", help="DMSP satellite (F10…F18) if the file name does not say")
     p.add_argument("--year", type=int, help="DMSP year if the file name does not say")
+    p.add_argument(
+        "--reference-year",
+        type=int,
+        help="VIIRS reference year if the file name does not say (sets how much of a scene-wide DMSP/reference "
+        "difference is read as the sensor rather than change)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _add_cluster_arguments(p)

@@ -10,6 +10,7 @@ import pytest
 import rasterio
 
 from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
+from nightlight_fusion_plugin.core.errors import InputError
 from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
 from nightlight_fusion_plugin.core.scene_gain import (
     MIN_PIXELS,
@@ -18,6 +19,8 @@ from nightlight_fusion_plugin.core.scene_gain import (
     ChangePrior,
     dmsp_gain_correction,
     measure_log_gain,
+    parse_reference_year,
+    reference_gap,
 )
 
 
@@ -76,13 +79,59 @@ def _fused(dmsp, reference, out, model, **kwargs):
 def test_a_dimmer_sensor_darkens_the_map_less_than_without_the_prior(sample, dim_sensor, tmp_path, model, monkeypatch):
     same, dim = dim_sensor
     reference = sample["reference"]
-    base, _, _ = _fused(same, reference, tmp_path / "same.tif", model)
-    corrected, tags, result = _fused(dim, reference, tmp_path / "dim.tif", model)
+    base, _, _ = _fused(same, reference, tmp_path / "same.tif", model, reference_gap_years=1)
+    corrected, tags, result = _fused(dim, reference, tmp_path / "dim.tif", model, reference_gap_years=1)
     assert float(tags["NLF_DMSP_SCENE_GAIN"].split()[0]) > 1.05
     assert any("taken as the DMSP's sensor" in note for note in result.notes)
     monkeypatch.setattr(ChangePrior, "load", classmethod(lambda cls, path=PRIOR_JSON: ChangePrior(0.0, 1.0, "off")))
-    uncorrected, tags_off, _ = _fused(dim, reference, tmp_path / "dim_off.tif", model)
+    uncorrected, tags_off, _ = _fused(dim, reference, tmp_path / "dim_off.tif", model, reference_gap_years=1)
     assert float(tags_off["NLF_DMSP_SCENE_GAIN"].split()[0]) == 1.0
     total = np.nansum(base)
     loss_with, loss_without = 1 - np.nansum(corrected) / total, 1 - np.nansum(uncorrected) / total
     assert loss_without > 0.1 and loss_with < loss_without - 0.05
+
+
+@pytest.mark.parametrize(
+    "name, year",
+    [
+        ("viirs_2015_reference_sample.tif", 2015),
+        ("VNL_v21_npp_2016_global_vcmslcfg_c202205302300.average_masked.dat.tif", 2016),
+        ("VNP46A3.A2023032.h20v06.001.2023062142423.tif", 2023),
+        ("SVDNB_npp_20150101-20150131_75N060W_vcmcfg_v10_c201505111709.avg_rade9h.tif", 2015),
+        ("real_000_viirs_reference.tif", None),
+        ("viirs_2013_vs_2014.tif", None),  # two years: not guessed
+    ],
+)
+def test_reference_year_from_the_file_name(name, year):
+    assert parse_reference_year(f"/data/{name}") == year
+
+
+def test_the_split_follows_the_years_between_dmsp_and_reference():
+    prior = ChangePrior.load()
+    payload = json.loads(PRIOR_JSON.read_text())
+    assert prior.gap_years == payload["assumed_gap_years"] and prior.at_gap(None) is prior
+    shares = [prior.at_gap(gap).calibration_share for gap in (1, 3, 10, 20)]
+    assert shares == sorted(shares, reverse=True) and shares[0] > prior.calibration_share > shares[2]
+    one = prior.at_gap(1)
+    assert one.sigma_change == pytest.approx(payload["sigma_change_one_year"])
+    assert prior.at_gap(4).sigma_change == pytest.approx(2 * one.sigma_change)
+    assert prior.at_gap(0).gap_years == 1.0  # the shortest gap the prior was measured on
+    assert prior.at_gap(20).change_weight >= one.change_weight  # more real change: trust the local ratio more
+    assert reference_gap(2005, 2015) == (10.0, "DMSP 2005, reference 2015")
+    assert reference_gap(2005, 2015, 1.0) == (1.0, "given")
+    gap, why = reference_gap(None, 2015)
+    assert gap is None and "DMSP year" in why
+    with pytest.raises(InputError, match="0 or more"):
+        reference_gap(2005, 2015, -1.0)
+
+
+def test_a_dimmer_sensor_a_year_from_its_reference_is_corrected_more(sample, dim_sensor, tmp_path):
+    _, dim = dim_sensor
+    reference = sample["reference"]
+    far, far_tags, _ = _fused(dim, reference, tmp_path / "far.tif", "reference-change")
+    assert far_tags["NLF_REFERENCE_GAP_YEARS"] == "10 (DMSP 2005, reference 2015)"  # from the request and the name
+    near, near_tags, result = _fused(dim, reference, tmp_path / "near.tif", "reference-change", reference_gap_years=1)
+    assert near_tags["NLF_REFERENCE_GAP_YEARS"] == "1 (given)"
+    assert float(near_tags["NLF_DMSP_SCENE_GAIN"].split()[0]) > float(far_tags["NLF_DMSP_SCENE_GAIN"].split()[0]) > 1.0
+    assert any("1 years apart" in note for note in result.notes)
+    assert np.nansum(near) > np.nansum(far)  # less of the dim sensor read as lights going out

@@ -441,10 +441,11 @@ def _block_spec(request, options, entry, dmsp, viirs, grid, intercal, result) ->
     method = _generative_method(spec)  # fails here, not on a worker, when this machine lacks the model
     spec = dataclasses.replace(spec, device=method.device)  # workers run what the client resolved "auto" to
     if viirs is not None and method.condition_version == 2:
-        from .fuse import scene_dmsp_gain
+        from .fuse import change_prior, scene_dmsp_gain
         from .reference_change import reference_dmsp_agreement
 
-        spec = dataclasses.replace(spec, dmsp_gain=scene_dmsp_gain(reference_dmsp_agreement(dmsp, viirs, grid, intercal), result))
+        agreement = reference_dmsp_agreement(dmsp, viirs, grid, intercal)
+        spec = dataclasses.replace(spec, dmsp_gain=scene_dmsp_gain(agreement, result, change_prior(request, result)))
     record_generative_run(result, entry, plan, ensemble, method)
     return spec
 

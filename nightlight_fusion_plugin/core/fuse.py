@@ -58,6 +58,8 @@ class FuseRequest:
     dmsp_resampling: str = "bilinear"  # how DMSP is warped to the output grid (evaluation compares cubic)
     cache_models: bool = False  # keep onnxruntime sessions loaded between runs (a QGIS session runs many)
     mask: str | None = None  # GeoJSON polygons (file or text): only pixels inside are written, the rest nodata
+    reference_year: int | None = None  # the VIIRS reference's year (default: from its file name)
+    reference_gap_years: float | None = None  # years between DMSP and reference, overriding both years
 
 
 @dataclass
@@ -172,15 +174,19 @@ def fuse(
     # GDAL's block cache defaults to 5 % of RAM and fills with every block read: cap it so that memory does
     # not grow with the area (reads are windowed; nothing needs more than a few bands of blocks).
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        agreement = _note_reference_disagreement(dmsp, viirs, grid, intercal, result) if viirs is not None else None
+        prior = change_prior(request, result) if viirs is not None else None
+        agreement = _note_reference_disagreement(dmsp, viirs, grid, intercal, result, prior) if viirs is not None else None
         if entry.id == REFERENCE_CHANGE:
-            _fuse_reference_change(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask, agreement)
+            _fuse_reference_change(
+                request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask, agreement, prior
+            )
         elif entry.zoo is None:
             _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask)
         else:
             _fuse_generative(
-                request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask, agreement
-            )
+                request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask,
+                agreement, prior,
+            )  # fmt: skip
     report(1.0, "Done")
     result.seconds = time.perf_counter() - started
     return result
@@ -217,7 +223,22 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
     result.notes.append(f"Calibration: {method.curve.describe()}")
 
 
-def _note_reference_disagreement(dmsp, viirs, grid, intercal, result):
+def change_prior(request, result):
+    """scene_gain's prior at the gap between the DMSP and the reference year (tagged): the request's explicit
+    gap, else its years, else the years in the file names, else the prior's assumed gap."""
+    from .scene_gain import ChangePrior, parse_reference_year, reference_gap
+
+    dmsp_year = request.year or parse_satellite_year(request.dmsp)[1]
+    reference_year = request.reference_year or parse_reference_year(request.viirs)
+    gap, source = reference_gap(dmsp_year, reference_year, request.reference_gap_years)
+    prior = ChangePrior.load().at_gap(gap)
+    result.tags["NLF_REFERENCE_GAP_YEARS"] = (
+        f"{gap:g} ({source})" if gap is not None else f"{source}; the prior assumes {prior.gap_years:g} years"
+    )
+    return prior
+
+
+def _note_reference_disagreement(dmsp, viirs, grid, intercal, result, prior=None):
     """Tag how well the reference explains the DMSP (any model); a note when it hardly does (bad input)."""
     from .reference_change import CORRELATION_NOTE_BELOW, correlation_note, level_note, reference_dmsp_agreement
     from .scene_gain import ChangePrior
@@ -231,19 +252,19 @@ def _note_reference_disagreement(dmsp, viirs, grid, intercal, result):
         result.notes.append(correlation_note(r))
     # A scene-wide level beyond what a DMSP sensor and real change together explain (2.5σ of the prior): another
     # product, season or satellite-year. The bundled sample's ten years of growth are -1.07 (no note).
-    prior = ChangePrior.load()
+    prior = prior or ChangePrior.load()
     limit = 2.5 * float(np.hypot(prior.sigma_calibration, prior.sigma_change))
     if agreement.log_gain is not None and abs(agreement.log_gain) > limit:
         result.notes.append(level_note(agreement.log_gain, limit))
     return agreement
 
 
-def scene_dmsp_gain(agreement, result) -> float:
+def scene_dmsp_gain(agreement, result, prior=None) -> float:
     """The scene-wide sensor correction for methods that read change against the reference (tagged, noted)."""
     from .reference_change import gain_notes
     from .scene_gain import ChangePrior, dmsp_gain_correction
 
-    prior = ChangePrior.load()
+    prior = prior or ChangePrior.load()
     gain = dmsp_gain_correction(agreement, prior)
     result.tags["NLF_DMSP_SCENE_GAIN"] = f"{gain:.4f} (k={prior.calibration_share:.3f})"
     result.notes.extend(gain_notes(agreement, prior, gain) if agreement is not None else [])
@@ -251,7 +272,7 @@ def scene_dmsp_gain(agreement, result) -> float:
 
 
 def _fuse_reference_change(
-    request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask=None, agreement=None
+    request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask=None, agreement=None, prior=None
 ) -> None:
     from .reference_change import run_reference_change
 
@@ -259,12 +280,15 @@ def _fuse_reference_change(
         result.tags.update(tags)
         return RasterWriter(output, grid, result.tags, "VIIRS-like radiance (nW/cm2/sr)")
 
-    method = run_reference_change(request, dmsp, viirs, grid, intercal, writer, report, check_cancel, mask, agreement)
+    method = run_reference_change(
+        request, dmsp, viirs, grid, intercal, writer, report, check_cancel, mask, agreement, prior
+    )
     result.notes.extend(method.notes)
 
 
 def _fuse_generative(
-    request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask=None, agreement=None
+    request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask=None, agreement=None,
+    prior=None,
 ) -> None:
     from .generative import GenerativeFusion, prepare_lattice, sampling_plan, tile_readers
     from .tiling import tile_rows
@@ -279,7 +303,7 @@ def _fuse_generative(
         entry.zoo, plan, request.device, request.threads, ensemble, request.batch_size, request.cache_models
     )
     if viirs is not None and method.condition_version == 2:
-        method.dmsp_gain = scene_dmsp_gain(agreement, result)
+        method.dmsp_gain = scene_dmsp_gain(agreement, result, prior)
     record_generative_run(result, entry, plan, ensemble, method)
     lattice, extended, offset = prepare_lattice(grid, method.tile)
     tiles = sum(len(row) for row in tile_rows(grid, lattice))

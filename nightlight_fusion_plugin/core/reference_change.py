@@ -199,6 +199,7 @@ def run_reference_change(
     check_cancel: Callable[[], None],
     mask=None,
     agreement: Agreement | None = None,
+    prior: ChangePrior | None = None,
 ) -> ReferenceChangeFusion:
     """Fit the fallback curve (one windowed pass, as the baseline), then write block by block. `agreement`:
     reference_dmsp_agreement's result when the caller has it already (measured here otherwise)."""
@@ -209,7 +210,7 @@ def run_reference_change(
         )
     if agreement is None:
         agreement = reference_dmsp_agreement(dmsp, viirs, grid, intercal)
-    prior = ChangePrior.load()
+    prior = prior or ChangePrior.load()
     method = ReferenceChangeFusion(intercal, dmsp_gain_correction(agreement, prior), prior.change_weight)
     method.notes.extend(gain_notes(agreement, prior, method.dmsp_gain))
     resampling = Resampling[request.dmsp_resampling]
@@ -265,9 +266,15 @@ def gain_notes(agreement: Agreement, prior: ChangePrior, correction: float) -> l
     return [
         f"Over the whole area the DMSP is {abs(level):.0f} % {'brighter' if level > 0 else 'darker'} than the "
         f"reference simulated to DMSP; {100 * prior.calibration_share:.0f} % of that level difference (in log) was "
-        "taken as the DMSP's sensor and calibration, not as change (scene-wide prior, core/scene_gain.py): the "
-        f"DMSP was scaled by {correction:.2f} before the change was read."
+        "taken as the DMSP's sensor and calibration, not as change (scene-wide prior, core/scene_gain.py, "
+        f"{_gap_words(prior)}): the DMSP was scaled by {correction:.2f} before the change was read."
     ]
+
+
+def _gap_words(prior: ChangePrior) -> str:
+    if prior.gap_years is None:
+        return "the years between DMSP and reference not known"
+    return f"for DMSP and reference {prior.gap_years:g} years apart"
 
 
 def reference_dmsp_agreement(dmsp: RasterInfo, viirs: RasterInfo, grid: Grid, intercal: Intercalibration) -> Agreement:

@@ -18,19 +18,35 @@ The same split holds pixel by pixel for reference-change: the local log ratio (s
 change plus sensor noise (another footprint, halo or response curve than the model's), so reference-change
 raises the ratio to α = σ_local_change² / (σ_local_change² + σ_local_noise²), the Wiener weight, both spreads
 measured by the same command.
+
+Real change grows with the years between the DMSP and the reference (a random walk: σ_change = σ_one_year·√gap,
+the one-year spread measured on Sudan's Feb 2023 ↔ Feb 2024 pairs), the sensor's share does not. So the split
+depends on the gap (`ChangePrior.at_gap`): with a reference one year away, k = 0.62 of the level difference is
+taken as the sensor; ten years away, 0.14. The gap is the request's (`reference_year`, or the explicit
+`reference_gap_years`), else the years in the file names (`reference_gap`); when neither says, the prior's
+assumed gap (5 years) stands.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 PRIOR_JSON = Path(__file__).parent / "data" / "reference_change_prior.json"
 MIN_PIXELS = 30  # fewer lit, unsaturated pixels on both sides: no scene-wide gain is measured
 GAIN_EPSILON_DN = 0.5  # as reference_change.EPSILON_DN: dark against dark is no evidence
+MIN_GAP_YEARS = 1.0  # the shortest gap the prior was measured on (annual and monthly composites a year apart)
+# A VIIRS year in a file name: 2010–2049 standing alone (viirs_2015_…, VNL_v21_npp_2016_…) or NASA's AYYYYDDD.
+_VIIRS_YEAR = re.compile(r"(?<!\d)(20[1-4]\d)(?!\d)")
+_NASA_YEAR = re.compile(r"(?<![A-Za-z0-9])A(20[1-4]\d)\d{3}(?!\d)")
+_DATE_YEAR = re.compile(r"(?<!\d)(20[1-4]\d)[01]\d[0-3]\d(?!\d)")  # EOG monthlies: SVDNB_npp_20150101-20150131_…
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,9 @@ class ChangePrior:
     source: str
     sigma_local_noise: float = 0.0  # spread of the local log ratio (scene median removed) from the sensor alone
     sigma_local_change: float = 1.0  # ... from real change
+    sigma_change_one_year: float | None = None  # σ_change and σ_local_change for a one-year gap (None: fixed)
+    sigma_local_change_one_year: float | None = None
+    gap_years: float | None = None  # the gap σ_change and σ_local_change stand for
 
     @property
     def change_weight(self) -> float:
@@ -62,6 +81,20 @@ class ChangePrior:
         c, r = self.sigma_calibration**2, self.sigma_change**2
         return c / (c + r) if c + r > 0 else 0.0
 
+    def at_gap(self, gap_years: float | None) -> ChangePrior:
+        """This prior for a known gap between the DMSP and the reference (real change grows as √gap); itself when
+        the gap is unknown or the prior has no one-year spreads."""
+        if gap_years is None or self.sigma_change_one_year is None:
+            return self
+        gap = max(float(gap_years), MIN_GAP_YEARS)
+        local = self.sigma_local_change_one_year
+        return replace(
+            self,
+            sigma_change=self.sigma_change_one_year * gap**0.5,
+            sigma_local_change=self.sigma_local_change if local is None else local * gap**0.5,
+            gap_years=gap,
+        )
+
     @classmethod
     def load(cls, path: Path = PRIOR_JSON) -> ChangePrior:
         payload = json.loads(path.read_text())
@@ -71,7 +104,36 @@ class ChangePrior:
             payload.get("command", str(path)),
             float(payload.get("sigma_local_noise", 0.0)),
             float(payload.get("sigma_local_change", 1.0)),
+            _optional_float(payload.get("sigma_change_one_year")),
+            _optional_float(payload.get("sigma_local_change_one_year")),
+            _optional_float(payload.get("assumed_gap_years")),
         )
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def parse_reference_year(name: str | os.PathLike) -> int | None:
+    """A VIIRS reference's year from its file name (viirs_2015_reference.tif, VNL_v21_npp_2016_global…,
+    VNP46A3.A2023032…, SVDNB_npp_20150101-20150131…); None when the name has none or two different years."""
+    base = os.path.basename(os.fspath(name))
+    years = {int(y) for pattern in (_VIIRS_YEAR, _NASA_YEAR, _DATE_YEAR) for y in pattern.findall(base)}
+    return years.pop() if len(years) == 1 else None
+
+
+def reference_gap(
+    dmsp_year: int | None, reference_year: int | None, explicit_gap: float | None = None
+) -> tuple[float | None, str]:
+    """Years between the DMSP and the reference, and where that came from (for the output's tags)."""
+    if explicit_gap is not None:
+        if explicit_gap < 0:
+            raise InputError(f"The years between the DMSP and the reference must be 0 or more, got {explicit_gap}.")
+        return float(explicit_gap), "given"
+    if dmsp_year is not None and reference_year is not None:
+        return float(abs(reference_year - dmsp_year)), f"DMSP {dmsp_year}, reference {reference_year}"
+    missing = "the DMSP year" if dmsp_year is None else "the reference year"
+    return None, f"not known ({missing} is neither given nor in the file name)"
 
 
 def measure_log_gain(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from contextlib import ExitStack
@@ -46,6 +45,7 @@ from .fuse import FuseRequest, fuse
 from .grids import AlignedReader, Grid, inspect_raster, output_grid
 from .intercalibration import intercalibration_for, parse_satellite_year
 from .output import GTIFF_OPTIONS, RasterWriter, check_output_path, overview_factors, partial_path
+from .scene_gain import parse_reference_year
 from .temporal import FITS, LevelInput, fit_year_gains, gain_sigma, lit_log_sample, local_trend, prior_year_gains  # noqa: F401 (re-exported)
 
 ProgressCallback = Callable[[float, str], None]
@@ -55,7 +55,6 @@ TEMPORAL_TAGS = {
     "local-trend": "year-gain fit (scene log level vs its local Theil-Sen trend)",
 }
 STAT_ROWS = 256
-_VIIRS_YEAR = re.compile(r"(?<!\d)(20[1-4]\d)(?!\d)")
 
 
 @dataclass
@@ -145,8 +144,7 @@ def resolve_viirs(request: SeriesRequest) -> list[tuple[str, int]]:
         if request.viirs_years is not None:
             year = request.viirs_years[i]
         else:
-            match = _VIIRS_YEAR.search(os.path.basename(path))
-            year = int(match.group(1)) if match else None
+            year = parse_reference_year(path)
         if year is None:
             raise InputError(f"Cannot tell the year of the VIIRS file {path}: put the year in its name or give --viirs-years.")
         if any(y == year for _, y in out):
@@ -272,6 +270,7 @@ def run_series(
                 target = work / f"{d.year}_{d.satellite or 'unknown'}.tif"
                 runs.setdefault(d.year, []).append(str(target))
                 reference = nearest_reference(d.year, references)
+                reference_year = dict(references).get(reference) if reference else None
                 if target.exists() and request.resume:
                     notes.append(f"{d.satellite} {d.year}: already fused in an earlier run (resumed).")
                     continue
@@ -280,7 +279,7 @@ def run_series(
                     satellite=d.satellite, year=d.year, overwrite=True, grid_like=grid_ref,
                     extent=grid.bounds, extent_crs=grid.crs.to_wkt(), device=request.device, threads=request.threads,
                     batch_size=request.batch_size, speed=request.speed, sampler=request.sampler, steps=request.steps,
-                    temperature=request.temperature, cache_models=True,
+                    temperature=request.temperature, cache_models=True, reference_year=reference_year,
                 )  # fmt: skip
 
                 def year_progress(fraction: float, message: str, i=i, d=d) -> None:

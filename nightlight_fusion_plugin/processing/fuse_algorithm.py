@@ -76,7 +76,7 @@ def model_ids() -> tuple[list[str], str]:
 class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
     DMSP, VIIRS, EXTENT, MODEL, SEED, OUTPUT = "DMSP", "VIIRS", "EXTENT", "MODEL", "SEED", "OUTPUT"
     SPEED, SAMPLER, STEPS, ENSEMBLE, DEVICE, UNCERTAINTY = "SPEED", "SAMPLER", "STEPS", "ENSEMBLE", "DEVICE", "UNCERTAINTY"
-    SATELLITE, YEAR = "SATELLITE", "YEAR"
+    SATELLITE, YEAR, REFERENCE_YEAR = "SATELLITE", "YEAR", "REFERENCE_YEAR"
     MASK, THREADS, BATCH_SIZE, REPORT = "MASK", "THREADS", "BATCH_SIZE", "REPORT"
     TEMPERATURE = "TEMPERATURE"
 
@@ -151,6 +151,9 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             QgsProcessingParameterString(self.SATELLITE, self.tr("DMSP satellite (e.g. F18)"), optional=True),
             QgsProcessingParameterNumber(self.YEAR, self.tr("DMSP year"), integer, optional=True, minValue=1992, maxValue=2013),
             QgsProcessingParameterNumber(
+                self.REFERENCE_YEAR, self.tr("VIIRS reference year"), integer, optional=True, minValue=2012, maxValue=2100
+            ),
+            QgsProcessingParameterNumber(
                 self.THREADS, self.tr("CPU threads (empty: all cores)"), integer, optional=True, minValue=1, maxValue=256
             ),
             QgsProcessingParameterNumber(
@@ -204,6 +207,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
         self._device = self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
         self._year = self._optional_int(parameters, self.YEAR, context)
+        self._reference_year = self._optional_int(parameters, self.REFERENCE_YEAR, context)
         self._threads = self._optional_int(parameters, self.THREADS, context)
         self._batch_size = self._optional_int(parameters, self.BATCH_SIZE, context) or 8
         self._mask = self._export_mask(parameters, context)
@@ -259,6 +263,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             seed=self._seed,
             satellite=self._satellite,
             year=self._year,
+            reference_year=self._reference_year,
             speed=self._speed,
             sampler=self._sampler,
             steps=self._steps,

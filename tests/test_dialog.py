@@ -126,6 +126,19 @@ def test_guesses_inputs_and_prefills_satellite_year(dialog, layers):
     assert dialog.parameters()["SATELLITE"] == "F16"  # editable
 
 
+def test_prefills_the_reference_year_from_the_viirs_file(dialog, layers):
+    _, viirs = layers
+    assert dialog.advanced_panel.reference_year_spin.value() == 2015  # viirs_2015_reference_sample.tif
+    assert dialog.parameters()["REFERENCE_YEAR"] == 2015
+    dialog.viirs_combo.setLayer(None)
+    assert "REFERENCE_YEAR" not in dialog.parameters()  # no reference, no year
+    dialog.viirs_combo.setLayer(viirs)
+    dialog.advanced_panel.reference_year_spin.setValue(2014)
+    assert dialog.parameters()["REFERENCE_YEAR"] == 2014  # editable
+    dialog.series_radio.setChecked(True)
+    assert not dialog.advanced_panel.reference_year_spin.isEnabled()  # a series reads each reference's year
+
+
 def test_swapped_inputs_warn_and_swap_in_one_click(dialog, layers):
     dmsp, viirs = layers
     dialog.dmsp_combo.setLayer(viirs)

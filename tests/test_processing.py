@@ -63,6 +63,15 @@ def test_fuse_from_file_paths(processing_run, sample, tmp_path):
     assert layer.isValid() and layer.crs().authid() == "EPSG:4326" and (layer.width(), layer.height()) == (240, 240)
     with rasterio.open(out) as src:
         assert src.tags()["NLF_SEED"] == "3"
+        assert src.tags()["NLF_REFERENCE_GAP_YEARS"] == "10 (DMSP 2005, reference 2015)"  # from the file names
+
+
+def test_fuse_reference_year_parameter_sets_the_gap(processing_run, sample, tmp_path):
+    out = tmp_path / "fused.tif"
+    params = {"DMSP": str(sample["dmsp"]), "VIIRS": str(sample["reference"]), "MODEL": "reference-change"}
+    processing_run("nightlightfusion:fuse", {**params, "REFERENCE_YEAR": 2014, "OUTPUT": str(out)})
+    with rasterio.open(out) as src:
+        assert src.tags()["NLF_REFERENCE_GAP_YEARS"] == "9 (DMSP 2005, reference 2014)"
 
 
 def test_fuse_from_project_layers_with_an_extent_in_another_crs(processing_run, sample, tmp_path):

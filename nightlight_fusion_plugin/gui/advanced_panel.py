@@ -1,4 +1,5 @@
-"""Advanced options: sampler overrides, ensemble, seed, temperature, uncertainty, device, threads, satellite/year."""
+"""Advanced options: sampler overrides, ensemble, seed, temperature, uncertainty, device, threads, satellite/year,
+reference year."""
 
 from __future__ import annotations
 
@@ -62,6 +63,11 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         )
         year_tip = tr("DMSP year for the intercalibration; pre-filled from NOAA file names, editable")
         self.year_spin = self._spin(1991, 2013, year_tip, tr("from the file name"))
+        reference_tip = tr(
+            "Year of the VIIRS reference; pre-filled from its file name (viirs_2015…, VNL_v21_npp_2016…), editable. "
+            "With the DMSP year it sets how much of a scene-wide DMSP/reference difference is read as the sensor"
+        )
+        self.reference_year_spin = self._spin(2011, 2049, reference_tip, tr("from the file name"))
         self.report_check = QCheckBox(tr("Write an HTML run report next to the output"), self)
         self.report_check.setToolTip(tr("Thumbnails of DMSP, reference and result and the QA numbers"))
         self.cache_check = QCheckBox(tr("Keep models loaded between runs (faster repeated runs, uses memory)"), self)
@@ -81,6 +87,7 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         form.addRow(tr("Threads"), self.threads_spin)
         form.addRow(tr("Tile batch"), self.batch_spin)
         form.addRow(tr("Satellite / year"), satellite_row)
+        form.addRow(tr("Reference year"), self.reference_year_spin)
         form.addRow(self.report_check)
         form.addRow(self.cache_check)
 
@@ -137,10 +144,10 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         self.uncertainty_widget.setEnabled(generative and self.uncertainty_check.isChecked())
 
     def set_series_mode(self, series: bool) -> None:
-        """Series mode greys out what a series does not take: ensemble, uncertainty, satellite/year (per file in
-        the series table), the HTML report (a series writes its JSON report)."""
+        """Series mode greys out what a series does not take: ensemble, uncertainty, satellite/year and reference
+        year (per file in the series table), the HTML report (a series writes its JSON report)."""
         self.series = series
-        for widget in (self.satellite_edit, self.year_spin, self.report_check):
+        for widget in (self.satellite_edit, self.year_spin, self.reference_year_spin, self.report_check):
             widget.setEnabled(not series)
         self._enable_ensemble()
 
@@ -150,6 +157,9 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
     def set_satellite_year(self, satellite: str, year: int) -> None:
         self.satellite_edit.setText(satellite)
         self.year_spin.setValue(year or self.year_spin.minimum())
+
+    def set_reference_year(self, year: int | None) -> None:
+        self.reference_year_spin.setValue(year or self.reference_year_spin.minimum())
 
     def device(self) -> str:
         return self.device_combo.currentData() or "auto"
@@ -195,6 +205,8 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
             params["SATELLITE"] = self.satellite_edit.text().strip()
         if self.year_spin.value() != self.year_spin.minimum():
             params["YEAR"] = self.year_spin.value()
+        if self.reference_year_spin.value() != self.reference_year_spin.minimum():
+            params["REFERENCE_YEAR"] = self.reference_year_spin.value()
         if self.sampler():
             params["SAMPLER"] = self.sampler()
         if self.steps_spin.value():

@@ -102,6 +102,7 @@ class FuseDialog(QDialog):
         self.series_panel.message.connect(lambda text: self.message_bar.pushMessage(text, level=Qgis.Warning))
         self.series_radio.toggled.connect(self._on_mode_changed)
         self.inputs_panel.satellite_year_guessed.connect(self.advanced_panel.set_satellite_year)
+        self.inputs_panel.reference_year_guessed.connect(self.advanced_panel.set_reference_year)
         self.area_panel.changed.connect(self._update_state)
         self.area_panel.message.connect(self.run_panel.status.setText)
         self.model_panel.changed.connect(self._update_state)
@@ -114,6 +115,7 @@ class FuseDialog(QDialog):
         self.run_panel.finished_run.connect(self.finished_run)
         # the panels filled themselves before these connections: hand each the others' initial state once
         self.advanced_panel.set_satellite_year(*self.inputs_panel.guess_satellite_year())
+        self.advanced_panel.set_reference_year(self.inputs_panel.guess_reference_year())
         self.advanced_panel.set_model(self.model_panel.selected_model())
         self._on_advanced_changed()
 

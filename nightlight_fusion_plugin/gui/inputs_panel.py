@@ -11,6 +11,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from ..core.intercalibration import parse_satellite_year
+from ..core.scene_gain import parse_reference_year
 
 DMSP_NAME = re.compile(r"F\d{2}(19|20)\d{2}|dmsp|\bols\b|stable", re.IGNORECASE)
 VIIRS_NAME = re.compile(r"viirs|dnb|vnl|rade|npp", re.IGNORECASE)
@@ -45,6 +46,7 @@ class InputsPanel(QGroupBox):
     changed = pyqtSignal()
     # satellite and year parsed from the DMSP layer's NOAA name ('' / 0 when it has none)
     satellite_year_guessed = pyqtSignal(str, int)
+    reference_year_guessed = pyqtSignal(int)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -81,6 +83,7 @@ class InputsPanel(QGroupBox):
         self.swap_button.clicked.connect(self.swap_inputs)
         self.dmsp_combo.layerChanged.connect(self._on_dmsp_changed)
         self.viirs_combo.layerChanged.connect(self.changed)
+        self.viirs_combo.layerChanged.connect(lambda *args: self.reference_year_guessed.emit(self.guess_reference_year()))
         self.guess_layers()
         project = QgsProject.instance()
         project.layersAdded.connect(self._on_layers_changed)
@@ -134,6 +137,13 @@ class InputsPanel(QGroupBox):
         if layer is not None and not satellite and not year:
             satellite, year = parse_satellite_year(layer.name())
         return satellite or "", year or 0
+
+    def guess_reference_year(self) -> int:
+        """The VIIRS reference's year from its file name, else its layer name; 0 when neither says."""
+        layer = self.viirs_layer()
+        if layer is None:
+            return 0
+        return parse_reference_year(os.path.basename(layer_file(layer))) or parse_reference_year(layer.name()) or 0
 
     def _on_dmsp_changed(self, *args) -> None:
         self.satellite_year_guessed.emit(*self.guess_satellite_year())

@@ -58,7 +58,10 @@ the others are nodata; without EXTENT the polygons' extent is the area. <b>THREA
 and tiles per model call. <b>REPORT</b> (optional HTML): thumbnails of DMSP, reference and result and a QA check (the
 result re-simulated to DMSP vs the input DMSP: Pearson r of DN, also the QA_PEARSON_R output).
  <b>SATELLITE</b>/<b>YEAR</b> choose the intercalibration coefficients when the
-file name does not say (NOAA names such as F182013 are recognised).</p>
+file name does not say (NOAA names such as F182013 are recognised). <b>REFERENCE_YEAR</b>: the VIIRS reference's year
+when its file name does not say (viirs_2015…, VNL_v21_npp_2016…, VNP46A3.A2023032… are recognised); with the DMSP
+year it sets how much of a scene-wide difference between the DMSP and the reference is taken as the DMSP's sensor
+rather than as change (a year apart: most of it; ten years apart: little).</p>
 <p>Nodata and NaN in the inputs stay nodata in the output; negative VIIRS radiance is valid.</p>"""
 
 

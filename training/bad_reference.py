@@ -60,6 +60,8 @@ def _run(model: str, files: dict[str, str], reference: str | None, scene: dict, 
             seed=scene["index"],
             satellite=scene.get("satellite"),
             year=scene.get("year"),
+            reference_year=scene.get("reference_year") if reference else None,  # the scene's dates, as evaluate
+            reference_gap_years=scene.get("gap_years") if reference else None,
         )
     )
     info = inspect_raster(files["viirs_truth"], "truth")

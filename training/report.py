@@ -574,7 +574,14 @@ def tried_section(rows: list[dict]) -> list[str]:
         "hold-out, synthetic gaps of 0–1, 3–5 and 10–20 years in both directions; tiles that see the inputs "
         "mirrored beyond raster edges; a scene-wide prior that puts part of the DMSP/reference level difference on "
         "the DMSP's sensor (`core/scene_gain.py`, measured on training regions by "
-        "`python -m training.simulate change-prior`), for `reference-change` and the condition-v2 models.",
+        "`python -m training.simulate change-prior`), for `reference-change` and the condition-v2 models; that "
+        "prior at each request's real gap between DMSP and reference (real change grows as √gap: a year apart 62 % "
+        "of the level difference is taken as the sensor, ten years apart 14 %), where it first assumed 5 years.",
+        "- Tried and not shipped: a scene-wide tone curve (log-log slope of the DMSP against the reference simulated "
+        "to DMSP, split the same way) before the change is read; it helped on Mumbai's one-year gap but made "
+        "`reference-change` worse on a synthetic sensor with a flatter response (a straight line in log-log does not "
+        "follow a response that saturates at 63 DN); a scene-wide co-registration of the DMSP (the scenes' DMSP "
+        "shifts were under 0.15 pixel).",
     ]
     if persistence:
         lines.append(

@@ -12,6 +12,7 @@ import rasterio
 from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
 from nightlight_fusion_plugin.core.errors import InputError
 from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.intercalibration import parse_reference_year
 from nightlight_fusion_plugin.core.scene_gain import (
     MIN_PIXELS,
     PRIOR_JSON,
@@ -19,7 +20,6 @@ from nightlight_fusion_plugin.core.scene_gain import (
     ChangePrior,
     dmsp_gain_correction,
     measure_log_gain,
-    parse_reference_year,
     reference_gap,
 )
 

@@ -22,7 +22,13 @@ from .baseline import TraditionalFusion
 from .calibration import RadianceCurve
 from .errors import CancelledError, InputError
 from .grids import AlignedReader, Bounds, Grid, MeanReader, RasterInfo, inspect_raster, output_grid, value_range
-from .intercalibration import DN_SATURATED, Intercalibration, intercalibration_for, parse_satellite_year
+from .intercalibration import (
+    DN_SATURATED,
+    Intercalibration,
+    intercalibration_for,
+    parse_reference_year,
+    parse_satellite_year,
+)
 from .mask import load_mask
 from .models import REFERENCE_CHANGE, ModelEntry, model_entry
 from .output import RasterWriter, check_output_path
@@ -226,7 +232,7 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
 def change_prior(request, result):
     """scene_gain's prior at the gap between the DMSP and the reference year (tagged): the request's explicit
     gap, else its years, else the years in the file names, else the prior's assumed gap."""
-    from .scene_gain import ChangePrior, parse_reference_year, reference_gap
+    from .scene_gain import ChangePrior, reference_gap
 
     dmsp_year = request.year or parse_satellite_year(request.dmsp)[1]
     reference_year = request.reference_year or parse_reference_year(request.viirs)

@@ -73,6 +73,10 @@ def published_coefficients() -> dict[tuple[str, int], tuple[float, float, float]
 # NOAA names stable-lights files like F182013.v4c_web.stable_lights.avg_vis.tif; people also write F18_2013.
 _SAT_YEAR = re.compile(r"(?<![A-Za-z0-9])F(1[0-8])[ _-]?((?:19|20)\d\d)(?!\d)", re.IGNORECASE)
 _YEAR = re.compile(r"(?<!\d)((?:199\d)|(?:20[01]\d))(?!\d)")
+# A VIIRS year in a file name: 2010–2049 standing alone (viirs_2015_…, VNL_v21_npp_2016_…) or NASA's AYYYYDDD.
+_VIIRS_YEAR = re.compile(r"(?<!\d)(20[1-4]\d)(?!\d)")
+_NASA_YEAR = re.compile(r"(?<![A-Za-z0-9])A(20[1-4]\d)\d{3}(?!\d)")
+_DATE_YEAR = re.compile(r"(?<!\d)(20[1-4]\d)[01]\d[0-3]\d(?!\d)")  # EOG monthlies: SVDNB_npp_20150101-20150131_…
 
 
 def parse_satellite_year(name: str | os.PathLike) -> tuple[str | None, int | None]:
@@ -83,6 +87,14 @@ def parse_satellite_year(name: str | os.PathLike) -> tuple[str | None, int | Non
         return f"F{match.group(1)}", int(match.group(2))
     match = _YEAR.search(base)
     return None, (int(match.group(1)) if match else None)
+
+
+def parse_reference_year(name: str | os.PathLike) -> int | None:
+    """A VIIRS reference's year from its file name (viirs_2015_reference.tif, VNL_v21_npp_2016_global…,
+    VNP46A3.A2023032…, SVDNB_npp_20150101-20150131…); None when the name has none or two different years."""
+    base = os.path.basename(os.fspath(name))
+    years = {int(y) for pattern in (_VIIRS_YEAR, _NASA_YEAR, _DATE_YEAR) for y in pattern.findall(base)}
+    return years.pop() if len(years) == 1 else None
 
 
 def intercalibration_for(satellite: str | None, year: int | None) -> Intercalibration:

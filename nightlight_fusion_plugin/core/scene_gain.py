@@ -23,15 +23,13 @@ Real change grows with the years between the DMSP and the reference (a random wa
 the one-year spread measured on Sudan's Feb 2023 ↔ Feb 2024 pairs), the sensor's share does not. So the split
 depends on the gap (`ChangePrior.at_gap`): with a reference one year away, k = 0.62 of the level difference is
 taken as the sensor; ten years away, 0.14. The gap is the request's (`reference_year`, or the explicit
-`reference_gap_years`), else the years in the file names (`reference_gap`); when neither says, the prior's
+`reference_gap_years`), else the years in the file names (`intercalibration.parse_reference_year`); when neither says, the prior's
 assumed gap (5 years) stands.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,10 +41,6 @@ PRIOR_JSON = Path(__file__).parent / "data" / "reference_change_prior.json"
 MIN_PIXELS = 30  # fewer lit, unsaturated pixels on both sides: no scene-wide gain is measured
 GAIN_EPSILON_DN = 0.5  # as reference_change.EPSILON_DN: dark against dark is no evidence
 MIN_GAP_YEARS = 1.0  # the shortest gap the prior was measured on (annual and monthly composites a year apart)
-# A VIIRS year in a file name: 2010–2049 standing alone (viirs_2015_…, VNL_v21_npp_2016_…) or NASA's AYYYYDDD.
-_VIIRS_YEAR = re.compile(r"(?<!\d)(20[1-4]\d)(?!\d)")
-_NASA_YEAR = re.compile(r"(?<![A-Za-z0-9])A(20[1-4]\d)\d{3}(?!\d)")
-_DATE_YEAR = re.compile(r"(?<!\d)(20[1-4]\d)[01]\d[0-3]\d(?!\d)")  # EOG monthlies: SVDNB_npp_20150101-20150131_…
 
 
 @dataclass(frozen=True)
@@ -112,14 +106,6 @@ class ChangePrior:
 
 def _optional_float(value) -> float | None:
     return None if value is None else float(value)
-
-
-def parse_reference_year(name: str | os.PathLike) -> int | None:
-    """A VIIRS reference's year from its file name (viirs_2015_reference.tif, VNL_v21_npp_2016_global…,
-    VNP46A3.A2023032…, SVDNB_npp_20150101-20150131…); None when the name has none or two different years."""
-    base = os.path.basename(os.fspath(name))
-    years = {int(y) for pattern in (_VIIRS_YEAR, _NASA_YEAR, _DATE_YEAR) for y in pattern.findall(base)}
-    return years.pop() if len(years) == 1 else None
 
 
 def reference_gap(

@@ -43,9 +43,8 @@ from rasterio.windows import Window
 from .errors import CancelledError, InputError, OutputError
 from .fuse import FuseRequest, fuse
 from .grids import AlignedReader, Grid, inspect_raster, output_grid
-from .intercalibration import intercalibration_for, parse_satellite_year
+from .intercalibration import intercalibration_for, parse_reference_year, parse_satellite_year
 from .output import GTIFF_OPTIONS, RasterWriter, check_output_path, overview_factors, partial_path
-from .scene_gain import parse_reference_year
 from .temporal import FITS, LevelInput, fit_year_gains, gain_sigma, lit_log_sample, local_trend, prior_year_gains  # noqa: F401 (re-exported)
 
 ProgressCallback = Callable[[float, str], None]

@@ -10,8 +10,7 @@ from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from ..core.intercalibration import parse_satellite_year
-from ..core.scene_gain import parse_reference_year
+from ..core.intercalibration import parse_reference_year, parse_satellite_year
 
 DMSP_NAME = re.compile(r"F\d{2}(19|20)\d{2}|dmsp|\bols\b|stable", re.IGNORECASE)
 VIIRS_NAME = re.compile(r"viirs|dnb|vnl|rade|npp", re.IGNORECASE)
@@ -82,8 +81,9 @@ class InputsPanel(QGroupBox):
 
         self.swap_button.clicked.connect(self.swap_inputs)
         self.dmsp_combo.layerChanged.connect(self._on_dmsp_changed)
-        self.viirs_combo.layerChanged.connect(self.changed)
-        self.viirs_combo.layerChanged.connect(lambda *args: self.reference_year_guessed.emit(self.guess_reference_year()))
+        # a bound method, not a lambda: PyQt drops it with this panel, so a layer removed after the dialog closed
+        # does not call into a deleted widget
+        self.viirs_combo.layerChanged.connect(self._on_viirs_changed)
         self.guess_layers()
         project = QgsProject.instance()
         project.layersAdded.connect(self._on_layers_changed)
@@ -144,6 +144,10 @@ class InputsPanel(QGroupBox):
         if layer is None:
             return 0
         return parse_reference_year(os.path.basename(layer_file(layer))) or parse_reference_year(layer.name()) or 0
+
+    def _on_viirs_changed(self, *args) -> None:
+        self.reference_year_guessed.emit(self.guess_reference_year())
+        self.changed.emit()
 
     def _on_dmsp_changed(self, *args) -> None:
         self.satellite_year_guessed.emit(*self.guess_satellite_year())

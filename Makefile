@@ -22,11 +22,13 @@ demo: setup
 
 test: setup-training
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not xvfb" tests
 	xvfb-run -a -s "-screen 0 1280x1024x24" env QT_QPA_PLATFORM=xcb $(PY) -m pytest -q -m xvfb -o qgis_qui_enabled=true tests
 
 lint: setup-training
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports
 
 ## Plugin zip for plugins.qgis.org, built with pb_tool into dist/.
 zip: setup
@@ -43,7 +45,7 @@ sample: setup
 default-curve: setup
 	$(PY) -m $(PLUGIN) calibrate --dmsp $(SHARED)/real/athens/dmsp_F18_2013_stable_lights.tif \
 	    --viirs $(SHARED)/real/greece/viirs_dnb_monthly_2017_*.tif \
-	    --output $(PLUGIN)/core/data/default_radiance_curve.json --overwrite
+	    --output $(PLUGIN)/core/sensor/data/default_radiance_curve.json --overwrite
 
 ## Speed and memory targets (never timed tests): writes benchmarks/results.json and benchmarks/results.md.
 bench: setup-training

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from nightlight_fusion_plugin.core.distributed import ClusterOptions, cluster_client, fuse_blocks
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-from nightlight_fusion_plugin.core.grids import AlignedReader
-from nightlight_fusion_plugin.core.sample import write_sample
+from nightlight_fusion_plugin.core.pipeline.distributed import ClusterOptions, cluster_client, fuse_blocks
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.raster.grids import AlignedReader
+from nightlight_fusion_plugin.core.report.sample import write_sample
 
 from .results import record
 

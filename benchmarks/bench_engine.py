@@ -24,8 +24,8 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from nightlight_fusion_plugin.core.metrics import psnr_log
-from nightlight_fusion_plugin.core.zoo import load_manifest
+from nightlight_fusion_plugin.core.engine.zoo import load_manifest
+from nightlight_fusion_plugin.core.report.metrics import psnr_log
 
 from .results import record
 
@@ -63,7 +63,7 @@ def run_fuse(inputs: dict[str, Path], output: Path, size: int, **options) -> dic
     extent = (0.05, REPS - 0.05 - size / 240, 0.05 + size / 240, REPS - 0.05)
     code = (
         "import json, resource, time, sys\n"
-        "from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse\n"
+        "from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse\n"
         f"req = FuseRequest(dmsp={str(inputs['dmsp'])!r}, viirs={str(inputs['reference'])!r}, output={str(output)!r},"
         f" overwrite=True, extent={extent!r}, extent_crs='EPSG:4326', **{options!r})\n"
         "t = time.perf_counter(); r = fuse(req); s = time.perf_counter() - t\n"
@@ -313,7 +313,7 @@ def torch_comparison(checkpoint: str, inputs: dict[str, Path], engine_seconds: f
     """The same model in PyTorch (CPU) with diffusers' scheduler over the same tiles (no blending)."""
     import torch
 
-    from nightlight_fusion_plugin.core.transforms import condition_stack
+    from nightlight_fusion_plugin.core.engine.transforms import condition_stack
     from training.checkpoint import model_from_checkpoint
 
     model = model_from_checkpoint(checkpoint)

@@ -30,12 +30,12 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
-from nightlight_fusion_plugin.core.grids import VIIRS_PIXEL_DEG
-from nightlight_fusion_plugin.core.intercalibration import published_coefficients
-from nightlight_fusion_plugin.core.sample import ORIGIN, radiance_field, viirs_composite
-from nightlight_fusion_plugin.core.series import SeriesRequest, run_series
-from nightlight_fusion_plugin.core.temporal import gain_sigma
+from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
+from nightlight_fusion_plugin.core.pipeline.series import SeriesRequest, run_series
+from nightlight_fusion_plugin.core.pipeline.temporal import gain_sigma
+from nightlight_fusion_plugin.core.raster.grids import VIIRS_PIXEL_DEG
+from nightlight_fusion_plugin.core.report.sample import ORIGIN, radiance_field, viirs_composite
+from nightlight_fusion_plugin.core.sensor.intercalibration import published_coefficients
 
 from .results import record
 

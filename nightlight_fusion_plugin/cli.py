@@ -35,7 +35,7 @@ def _progress_printer(quiet: bool):
 
 
 def cmd_fuse(args: argparse.Namespace) -> int:
-    from .core.fuse import FuseRequest, fuse
+    from .core.pipeline.fuse import FuseRequest, fuse
 
     request = FuseRequest(
         sampler=args.sampler,
@@ -62,7 +62,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     if args.workers or args.scheduler or args.resume:  # blocks of rows, resumable, optionally on Dask
-        from .core.distributed import cluster_client, fuse_blocks
+        from .core.pipeline.distributed import cluster_client, fuse_blocks
 
         options = _cluster_options(args)
         try:
@@ -82,7 +82,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     if result.uncertainty:
         print(f"wrote {result.uncertainty}: ensemble standard deviation (nW/cm²/sr)")
     if args.report:
-        from .core.run_report import dmsp_consistency, write_report
+        from .core.report.run_report import dmsp_consistency, write_report
 
         qa = dmsp_consistency(result.output, args.dmsp, args.satellite, args.year)
         print(
@@ -93,7 +93,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
 
 def _cluster_options(args: argparse.Namespace):
-    from .core.distributed import BLOCK_ROWS, ClusterOptions
+    from .core.pipeline.distributed import BLOCK_ROWS, ClusterOptions
 
     return ClusterOptions(
         workers=args.workers,
@@ -119,7 +119,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_series(args: argparse.Namespace) -> int:
-    from .core.series import SeriesRequest, run_series
+    from .core.pipeline.series import SeriesRequest, run_series
 
     request = SeriesRequest(
         dmsp=args.dmsp,
@@ -155,7 +155,7 @@ def cmd_series(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .core.models import available_models
+    from .core.engine.models import available_models
 
     models = available_models()
     if args.json:
@@ -172,7 +172,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_intercalibrate(args: argparse.Namespace) -> int:
-    from .core.fuse import intercalibrate
+    from .core.pipeline.fuse import intercalibrate
 
     result = intercalibrate(
         args.dmsp, args.output, args.satellite, args.year, args.overwrite, progress=_progress_printer(args.quiet)
@@ -182,7 +182,7 @@ def cmd_intercalibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .core.fuse import fit_calibration
+    from .core.pipeline.fuse import fit_calibration
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
@@ -201,7 +201,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .core.sample import write_sample
+    from .core.report.sample import write_sample
 
     try:
         paths = write_sample(args.out, seed=args.seed, overwrite=args.overwrite)
@@ -213,7 +213,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .core.compare import compare_rasters
+    from .core.report.compare import compare_rasters
 
     def line(values: dict) -> str:
         return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
@@ -237,7 +237,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """The start-up check of the QGIS plugin, headless; --install runs the same installer as its dialog."""
-    from .core import dependencies as deps
+    from .core.install import dependencies as deps
 
     target = Path(args.target) if args.target else deps.deps_folder()
     print(f"python       {sys.version.split()[0]} ({sys.executable})")

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from nightlight_fusion_plugin.core.sample import write_sample
+from nightlight_fusion_plugin.core.report.sample import write_sample
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("NLF_SHARED_DATA", REPO.parent / "shared" / "data"))

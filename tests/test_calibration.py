@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from nightlight_fusion_plugin.core.calibration import DEFAULT_CURVE_JSON, default_curve, fit_radiance_curve
+from nightlight_fusion_plugin.core.sensor.calibration import DEFAULT_CURVE_JSON, default_curve, fit_radiance_curve
 
 
 def _pairs(a=0.08, b=1.3, n=20000, seed=0):

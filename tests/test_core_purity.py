@@ -11,8 +11,8 @@ def test_core_imports_without_qgis_or_pyqt():
         "import sys, pkgutil, importlib\n"
         "for name in ('qgis', 'PyQt5', 'PyQt6'): sys.modules[name] = None\n"
         "import nightlight_fusion_plugin.core as core\n"
-        "for m in pkgutil.iter_modules(core.__path__):\n"
-        "    importlib.import_module('nightlight_fusion_plugin.core.' + m.name)\n"
+        "for m in pkgutil.walk_packages(core.__path__, 'nightlight_fusion_plugin.core.'):\n"
+        "    importlib.import_module(m.name)\n"
         "import nightlight_fusion_plugin.cli\n"
         "print('ok')\n"
     )

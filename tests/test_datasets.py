@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nightlight_fusion_plugin.core.transforms import radiance_from_model, radiance_to_model
+from nightlight_fusion_plugin.core.engine.transforms import radiance_from_model, radiance_to_model
 from training.data import SyntheticPairs, build_dataset
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from nightlight_fusion_plugin.core import dependencies as deps
+from nightlight_fusion_plugin.core.install import dependencies as deps
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"
@@ -116,7 +116,7 @@ def test_deps_folder_is_per_python_inside_the_plugin(tmp_path):
 
 def test_plugin_import_adds_an_existing_deps_folder_to_sys_path(tmp_path):
     code = (
-        "import sys; from nightlight_fusion_plugin.core import dependencies as d; "
+        "import sys; from nightlight_fusion_plugin.core.install import dependencies as d; "
         "print(str(d.deps_folder()) in sys.path)"
     )
     folder = deps.deps_folder()

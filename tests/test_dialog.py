@@ -105,7 +105,7 @@ def triangle_layer():
 # --- inputs ------------------------------------------------------------------------------------------
 def default_model_id(with_reference: bool = True) -> str:
     """The model the dialog preselects; the tests' layers include a VIIRS reference."""
-    from nightlight_fusion_plugin.core.models import default_model
+    from nightlight_fusion_plugin.core.engine.models import default_model
 
     entry = default_model(with_reference)
     return entry.variant_of or entry.id
@@ -392,7 +392,7 @@ def test_temperature_only_for_normalizing_flows(qgis_iface, layers, speed_zoo):
 
 
 def test_without_onnxruntime_the_onnx_models_are_greyed_out(qgis_iface, layers, speed_zoo, monkeypatch):
-    from nightlight_fusion_plugin.core.models import available_models
+    from nightlight_fusion_plugin.core.engine.models import available_models
     from nightlight_fusion_plugin.gui import common
 
     monkeypatch.setattr(common, "onnxruntime_available", lambda: False)

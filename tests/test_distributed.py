@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from nightlight_fusion_plugin.core.distributed import BlockSpec, ClusterOptions, cluster_client, fuse_blocks, run_block
 from nightlight_fusion_plugin.core.errors import FusionError, InputError
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.pipeline.distributed import BlockSpec, ClusterOptions, cluster_client, fuse_blocks, run_block
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 
 SAMPLE = Path(__file__).resolve().parent.parent / "nightlight_fusion_plugin" / "sample_data"
 SMALL = ClusterOptions(block_rows=64)  # the 240² sample in 4 blocks
@@ -68,9 +68,9 @@ def test_existing_output_needs_overwrite_and_is_left_alone(tmp_path):
 
 
 def test_a_worker_without_the_model_file_says_so(tmp_path):
-    from nightlight_fusion_plugin.core.grids import Grid, inspect_raster
-    from nightlight_fusion_plugin.core.intercalibration import IDENTITY
-    from nightlight_fusion_plugin.core.models import model_entry
+    from nightlight_fusion_plugin.core.engine.models import model_entry
+    from nightlight_fusion_plugin.core.raster.grids import Grid, inspect_raster
+    from nightlight_fusion_plugin.core.sensor.intercalibration import IDENTITY
 
     info = inspect_raster(SAMPLE / "dmsp_F15_2005_sample.tif", "DMSP")
     zoo = dataclasses.replace(model_entry("unet-fp32").zoo, zoo_dir=str(tmp_path), file="absent.onnx")

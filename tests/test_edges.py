@@ -8,8 +8,15 @@ import rasterio
 from conftest import write_raster
 from rasterio.windows import Window
 
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-from nightlight_fusion_plugin.core.grids import AlignedReader, Grid, MirroredReader, footprint, inspect_raster, mirror_indices
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.raster.grids import (
+    AlignedReader,
+    Grid,
+    MirroredReader,
+    footprint,
+    inspect_raster,
+    mirror_indices,
+)
 
 RES = 1 / 240  # 15″
 

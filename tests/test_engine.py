@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from nightlight_fusion_plugin.core.engine.models import available_models
 from nightlight_fusion_plugin.core.errors import CancelledError, InputError
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-from nightlight_fusion_plugin.core.models import available_models
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 
 
 def run(sample, out, **kwargs):
@@ -144,7 +144,7 @@ def test_sampler_of_the_wrong_family_is_refused(use_zoo, sample, tmp_path):
 def test_sessions_are_cached_on_request_and_reloaded_when_the_file_changes(use_zoo, tmp_path):
     import shutil as _shutil
 
-    from nightlight_fusion_plugin.core.runtime import clear_session_cache, load_model
+    from nightlight_fusion_plugin.core.engine.runtime import clear_session_cache, load_model
 
     clear_session_cache()
     model = use_zoo / "unet-fp32.onnx"

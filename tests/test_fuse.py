@@ -4,8 +4,8 @@ import rasterio
 from conftest import write_raster
 
 from nightlight_fusion_plugin.core.errors import CancelledError, InputError, OutputError
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse, intercalibrate
-from nightlight_fusion_plugin.core.metrics import all_metrics
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse, intercalibrate
+from nightlight_fusion_plugin.core.report.metrics import all_metrics
 
 
 def _read(path):

@@ -5,7 +5,7 @@ from conftest import write_raster
 from rasterio.warp import reproject, transform_bounds
 
 from nightlight_fusion_plugin.core.errors import InputError
-from nightlight_fusion_plugin.core.grids import AlignedReader, inspect_raster, output_grid
+from nightlight_fusion_plugin.core.raster.grids import AlignedReader, inspect_raster, output_grid
 
 
 def test_output_grid_is_the_viirs_grid_cropped_to_the_overlap(tmp_path, sample):

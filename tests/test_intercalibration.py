@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nightlight_fusion_plugin.core.errors import InputError
-from nightlight_fusion_plugin.core.intercalibration import (
+from nightlight_fusion_plugin.core.sensor.intercalibration import (
     intercalibration_for,
     parse_satellite_year,
     published_coefficients,

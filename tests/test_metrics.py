@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from nightlight_fusion_plugin.core.metrics import LOG_DATA_RANGE, all_metrics, psnr_log, ssim_log
+from nightlight_fusion_plugin.core.report.metrics import LOG_DATA_RANGE, all_metrics, psnr_log, ssim_log
 
 
 def _pair(seed=0, shape=(64, 80)):
@@ -49,7 +49,7 @@ def test_bright_errors_catch_squashed_cores():
     squashed = t.copy()
     top = t >= np.quantile(t, 0.99)
     squashed[top] *= 0.5  # the brightest 1 % at half their light, the rest exact
-    from nightlight_fusion_plugin.core.metrics import bright_errors
+    from nightlight_fusion_plugin.core.report.metrics import bright_errors
 
     errors = bright_errors(squashed, t)
     assert errors["bright_sum_error"] == pytest.approx(-0.5, abs=1e-6)
@@ -57,7 +57,7 @@ def test_bright_errors_catch_squashed_cores():
 
 
 def test_pooled_metrics_weigh_scenes_by_their_light():
-    from nightlight_fusion_plugin.core.metrics import pooled_metrics
+    from nightlight_fusion_plugin.core.report.metrics import pooled_metrics
 
     bright = np.full((10, 10), 100.0)
     dark = np.full((10, 10), 0.01)

@@ -108,7 +108,7 @@ def test_installed_versions_are_the_locked_ones():
 def test_plugin_installer_uses_the_locked_onnxruntime():
     """core/dependencies.py installs onnxruntime into QGIS's Python: the release the suite ran with."""
     try:
-        deps = importlib.import_module("nightlight_fusion_plugin.core.dependencies")
+        deps = importlib.import_module("nightlight_fusion_plugin.core.install.dependencies")
     except ModuleNotFoundError:
         pytest.skip("core/dependencies.py not there yet")
     assert deps.ONNXRUNTIME_VERSION == _pin(_lock()["onnxruntime"])

@@ -123,7 +123,7 @@ def test_bad_input_gives_a_clear_processing_error_and_no_output(processing_run, 
 
 def test_missing_rasterio_is_reported_with_install_instructions(processing_run, sample, tmp_path, monkeypatch):
     for name in list(sys.modules):
-        if name == "rasterio" or name.startswith("rasterio.") or name.startswith("nightlight_fusion_plugin.core.fuse"):
+        if name == "rasterio" or name.startswith("rasterio.") or name.startswith("nightlight_fusion_plugin.core.pipeline.fuse"):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio -> ImportError
     with pytest.raises(QgsProcessingException, match="pip install rasterio"):
@@ -223,7 +223,7 @@ def test_fuse_report_and_qa(processing_run, sample, tmp_path):
     )
     assert result["REPORT"] == str(report)
     text = report.read_text()
-    from nightlight_fusion_plugin.core.models import default_model
+    from nightlight_fusion_plugin.core.engine.models import default_model
 
     default = default_model(with_reference=True).id  # MODEL left out: the recommendation for runs with a reference
     assert "data:image/png;base64," in text and "Pearson r" in text and default in text  # names the method that ran
@@ -279,9 +279,9 @@ def test_fuse_normalizing_flow_temperature(processing_run, use_zoo, sample, tmp_
     assert tags["NLF_TEMPERATURE"] == "0" and warm_tags["NLF_TEMPERATURE"] == "1"
     np.testing.assert_array_equal(cold_a, cold_b)
     assert not np.allclose(warm_a, warm_b) and not np.allclose(cold_a, warm_a)
+    from nightlight_fusion_plugin.core.engine.zoo import ZooModel
     from nightlight_fusion_plugin.core.errors import InputError
-    from nightlight_fusion_plugin.core.generative import sampling_plan
-    from nightlight_fusion_plugin.core.zoo import ZooModel
+    from nightlight_fusion_plugin.core.methods.generative import sampling_plan
 
     flow = ZooModel("nf", "normalizing_flow", "nf.onnx", "0" * 64, "fp32")
     with pytest.raises(InputError, match="temperature must be between 0 and 2"):

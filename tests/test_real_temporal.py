@@ -139,7 +139,7 @@ def test_with_a_reference_a_traditional_method_can_be_the_default():
 
 
 def test_engine_default_follows_the_reference_mode(tmp_path, monkeypatch):
-    from nightlight_fusion_plugin.core.models import default_model
+    from nightlight_fusion_plugin.core.engine.models import default_model
 
     manifest = json.loads((REPO / "model_zoo" / "manifest.json").read_text())
     for entry in manifest["models"]:

@@ -14,8 +14,7 @@ import rasterio
 import tomllib
 import torch
 
-from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
-from nightlight_fusion_plugin.core.transforms import (
+from nightlight_fusion_plugin.core.engine.transforms import (
     apply_target,
     condition_stack,
     condition_stack_v,
@@ -25,6 +24,7 @@ from nightlight_fusion_plugin.core.transforms import (
     radiance_to_model,
     reference_dmsp,
 )
+from nightlight_fusion_plugin.core.sensor.intercalibration import intercalibration_for
 from training import checkpoint as ckpt
 from training import train
 from training.data import build_dataset
@@ -137,7 +137,7 @@ def test_refaware_dataset_mixes_real_semi_real_and_synthetic(real_data: Path) ->
 
 def test_unet_refaware_smoke_train_export_fuse(real_data: Path, tmp_path: Path) -> None:
     """20 steps of unet_refaware.toml (tiny), exported to ONNX, and the bundled sample fused with it."""
-    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+    from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
     from training.evaluate import model_zoo_for
 
     text = CONFIG.read_text()
@@ -193,8 +193,8 @@ def test_unet_refaware_smoke_train_export_fuse(real_data: Path, tmp_path: Path) 
 def assert_fused_is_the_reference(fused_path: Path, reference: Path) -> None:
     """The fused raster equals the reference (read on its grid, clipped to the model's radiance range) wherever
     both have values, over at least half the area."""
-    from nightlight_fusion_plugin.core import transforms
-    from nightlight_fusion_plugin.core.grids import Grid
+    from nightlight_fusion_plugin.core.engine import transforms
+    from nightlight_fusion_plugin.core.raster.grids import Grid
     from training.evaluate import read_on
 
     with rasterio.open(fused_path) as src:
@@ -210,7 +210,7 @@ def assert_fused_is_the_reference(fused_path: Path, reference: Path) -> None:
 def test_engine_residual_zero_network_returns_the_reference(tmp_path: Path, monkeypatch) -> None:
     """Through the engine: a v2 residual model whose network outputs 0 everywhere fuses the bundled sample to the
     reference itself wherever the reference (and the DMSP) is present."""
-    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+    from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 
     _export_v2_residual(tmp_path, monkeypatch, zero=True)
     reference = SAMPLE / "viirs_2015_reference_sample.tif"
@@ -222,8 +222,8 @@ def test_engine_residual_zero_network_returns_the_reference(tmp_path: Path, monk
 def test_block_runner_builds_the_v2_condition_like_the_engine(tmp_path: Path, monkeypatch) -> None:
     """A v2 residual model with random weights (so the 4th channel matters): fuse() and the block runner
     (core/distributed.py, in-process blocks of rows) write the same band, bit for bit."""
-    from nightlight_fusion_plugin.core.distributed import ClusterOptions, fuse_blocks
-    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+    from nightlight_fusion_plugin.core.pipeline.distributed import ClusterOptions, fuse_blocks
+    from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 
     _export_v2_residual(tmp_path, monkeypatch, zero=False)
     bands = []
@@ -247,7 +247,7 @@ def _export_v2_residual(tmp_path: Path, monkeypatch, zero: bool) -> None:
     """A tiny v2 residual UNet exported to a one-model zoo (NLF_MODEL_ZOO), id 'zero-residual'."""
     import json
 
-    from nightlight_fusion_plugin.core import transforms
+    from nightlight_fusion_plugin.core.engine import transforms
     from training.export import add_metadata, export_onnx, register, sha256_of
 
     torch.manual_seed(0)

@@ -16,9 +16,14 @@ import rasterio
 import tomllib
 import torch
 
+from nightlight_fusion_plugin.core.engine.transforms import (
+    condition_stack_v,
+    radiance_from_model,
+    radiance_to_model,
+    reference_dmsp,
+)
 from nightlight_fusion_plugin.core.errors import InputError
-from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
-from nightlight_fusion_plugin.core.transforms import condition_stack_v, radiance_from_model, radiance_to_model, reference_dmsp
+from nightlight_fusion_plugin.core.sensor.intercalibration import intercalibration_for
 from training import checkpoint as ckpt
 from training import train
 from training.models import ConfigError, build_model, staged_sample
@@ -69,7 +74,7 @@ def v2_condition(size: int = 16, seed: int = 0) -> np.ndarray:
 
 def export_random(zoo: Path, model, model_id: str, tile: int = 16, **entry) -> Path:
     """`model` (random weights) exported to fp32 ONNX with the metadata training.export writes, registered in `zoo`."""
-    from nightlight_fusion_plugin.core import transforms
+    from nightlight_fusion_plugin.core.engine import transforms
     from training.export import add_metadata, export_onnx, model_metadata, multiple_of, register, sha256_of
 
     zoo.mkdir(exist_ok=True)
@@ -85,7 +90,7 @@ def export_random(zoo: Path, model, model_id: str, tile: int = 16, **entry) -> P
 
 
 def zoo_model(zoo: Path, model_id: str):
-    from nightlight_fusion_plugin.core.zoo import load_manifest
+    from nightlight_fusion_plugin.core.engine.zoo import load_manifest
 
     return {m.id: m for m in load_manifest(zoo)}[model_id]
 
@@ -120,7 +125,7 @@ def test_residual_diffusion_refuses_a_clip_that_cuts_residuals() -> None:
 
 def test_residual_transform_round_trips_and_matches_core() -> None:
     """to_residual is the exact inverse of from_residual, and from_residual is core's apply_target."""
-    from nightlight_fusion_plugin.core.transforms import apply_target
+    from nightlight_fusion_plugin.core.engine.transforms import apply_target
 
     cond = torch.from_numpy(v2_condition()[None])
     target = torch.rand(1, 1, 16, 16) * 2.2 - 1.2
@@ -268,7 +273,7 @@ def test_int8_calibration_noises_the_residual() -> None:
 
 @pytest.mark.parametrize("family", ["diffusion", "flow_matching"])
 def test_engine_refuses_a_mismatched_regression_model(family: str, tmp_path: Path, monkeypatch) -> None:
-    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+    from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 
     zoo = tmp_path / "zoo"
     export_random(zoo, tiny("unet"), "unet-v1")
@@ -305,8 +310,8 @@ def test_engine_refuses_a_mismatched_regression_model(family: str, tmp_path: Pat
 def test_torch_sample_matches_the_onnx_engine(family: str, tmp_path: Path) -> None:
     """A random-weight v2 residual model: the engine (ONNX network, numpy sampler, condition v2 stack, nlf_target)
     and torch sample() from the same start noise give the same radiance."""
-    from nightlight_fusion_plugin.core.generative import GenerativeFusion, SamplingPlan
-    from nightlight_fusion_plugin.core.tiling import TileJob, tile_seed
+    from nightlight_fusion_plugin.core.engine.tiling import TileJob, tile_seed
+    from nightlight_fusion_plugin.core.methods.generative import GenerativeFusion, SamplingPlan
 
     model = tiny(family, seed=3, **V2)
     zoo = tmp_path / "zoo"
@@ -342,7 +347,7 @@ def test_engine_zero_residual_flow_returns_the_reference(tmp_path: Path, monkeyp
     the reference itself wherever the reference is present."""
     from test_refaware import assert_fused_is_the_reference
 
-    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+    from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 
     zoo = tmp_path / "zoo"
     export_random(zoo, tiny("normalizing_flow", **V2), "nf-zero")
@@ -390,7 +395,7 @@ def small_config(family: str, real_data: Path) -> str:
 def test_refaware_config_smoke_train_export_fuse(family: str, real_data: Path, tmp_path: Path, monkeypatch) -> None:
     """20 steps of FAMILY_refaware.toml (tiny), exported to ONNX beside a v2 residual UNet (which staged sampling
     picks as its partner), and the bundled sample fused with and without a reference."""
-    from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
+    from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
     from training.export import export
 
     config = tomllib.loads((CONFIGS / f"{family}_refaware.toml").read_text())

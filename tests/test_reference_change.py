@@ -13,13 +13,13 @@ import pytest
 import rasterio
 from conftest import REPO
 
-from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
+from nightlight_fusion_plugin.core.engine.models import available_models
+from nightlight_fusion_plugin.core.engine.zoo import ZOO_DIR, load_manifest
 from nightlight_fusion_plugin.core.errors import InputError
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-from nightlight_fusion_plugin.core.metrics import all_metrics
-from nightlight_fusion_plugin.core.models import available_models
-from nightlight_fusion_plugin.core.reference_change import CORRELATION_NOTE_BELOW
-from nightlight_fusion_plugin.core.zoo import ZOO_DIR, load_manifest
+from nightlight_fusion_plugin.core.methods.reference_change import CORRELATION_NOTE_BELOW
+from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.report.metrics import all_metrics
 
 MODEL = "reference-change"
 TAG_R = "NLF_REFERENCE_DMSP_CORRELATION"

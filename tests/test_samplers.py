@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from nightlight_fusion_plugin.core import schedulers as S
-from nightlight_fusion_plugin.core.samplers import SAMPLERS, make_scheduler, nfe, sample, samplers_for, steps_for_nfe
+from nightlight_fusion_plugin.core.engine import schedulers as S
+from nightlight_fusion_plugin.core.engine.samplers import SAMPLERS, make_scheduler, nfe, sample, samplers_for, steps_for_nfe
 
 F = np.float32
 SHAPE = (2, 1, 8, 8)
@@ -512,8 +512,8 @@ def test_nfe_counts_model_calls(name):
 def test_core_never_imports_torch():
     code = (
         "import sys\n"
-        "import nightlight_fusion_plugin.core, nightlight_fusion_plugin.core.samplers\n"
-        "import nightlight_fusion_plugin.core.schedulers\n"
+        "import nightlight_fusion_plugin.core, nightlight_fusion_plugin.core.engine.samplers\n"
+        "import nightlight_fusion_plugin.core.engine.schedulers\n"
         "bad = sorted(m for m in ('torch', 'diffusers') if m in sys.modules)\n"
         "print('ok' if not bad else bad)\n"
     )

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
 from nightlight_fusion_plugin.core.errors import InputError
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-from nightlight_fusion_plugin.core.intercalibration import parse_reference_year
-from nightlight_fusion_plugin.core.scene_gain import (
+from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.sensor.intercalibration import parse_reference_year
+from nightlight_fusion_plugin.core.sensor.scene_gain import (
     MIN_PIXELS,
     PRIOR_JSON,
     Agreement,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nightlight_fusion_plugin.core.sensors import (
+from nightlight_fusion_plugin.core.sensor.sensors import (
     DmspParameters,
     ViirsParameters,
     aggregate,
@@ -97,7 +97,7 @@ def test_viirs_noise_floor_and_negative_background():
 def test_calibrated_parameters_are_shipped_with_provenance():
     import json
 
-    from nightlight_fusion_plugin.core.sensors import CALIBRATED_DMSP_JSON
+    from nightlight_fusion_plugin.core.sensor.sensors import CALIBRATED_DMSP_JSON
 
     payload = json.loads(CALIBRATED_DMSP_JSON.read_text())
     assert payload["command"].startswith("python -m training.simulate calibrate")

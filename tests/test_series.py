@@ -12,8 +12,8 @@ import rasterio
 
 from nightlight_fusion_plugin.cli import main
 from nightlight_fusion_plugin.core.errors import FusionError
-from nightlight_fusion_plugin.core.series import SeriesRequest, fit_year_gains, local_trend, run_series
-from nightlight_fusion_plugin.core.temporal import dmsp_scene_change, gain_sigma, prior_gains, smooth_levels
+from nightlight_fusion_plugin.core.pipeline.series import SeriesRequest, fit_year_gains, local_trend, run_series
+from nightlight_fusion_plugin.core.pipeline.temporal import dmsp_scene_change, gain_sigma, prior_gains, smooth_levels
 
 SAMPLE = Path(__file__).resolve().parent.parent / "nightlight_fusion_plugin" / "sample_data"
 
@@ -186,7 +186,7 @@ def test_a_failed_year_leaves_nothing_behind(years, tmp_path):
 
 def test_series_on_a_dask_worker_equals_the_in_process_series(years, tmp_path):
     pytest.importorskip("dask.distributed")
-    from nightlight_fusion_plugin.core.distributed import ClusterOptions
+    from nightlight_fusion_plugin.core.pipeline.distributed import ClusterOptions
 
     def series(name, cluster):
         request = SeriesRequest(
@@ -252,9 +252,9 @@ def test_smooth_levels_without_anchors_or_with_few_years():
 
 
 def test_dmsp_scene_change_recovers_a_whole_scene_gain(tmp_path):
-    from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
-    from nightlight_fusion_plugin.core.grids import inspect_raster, output_grid
-    from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
+    from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
+    from nightlight_fusion_plugin.core.raster.grids import inspect_raster, output_grid
+    from nightlight_fusion_plugin.core.sensor.intercalibration import intercalibration_for
 
     reference = SAMPLE / "viirs_2015_reference_sample.tif"
     with rasterio.open(reference) as src:
@@ -292,7 +292,7 @@ def test_temporal_fits_are_switchable_and_reported(years, tmp_path):
 
 
 def test_local_trend_sample_skips_pixels_that_are_nodata_in_some_year():
-    from nightlight_fusion_plugin.core.temporal import lit_log_sample
+    from nightlight_fusion_plugin.core.pipeline.temporal import lit_log_sample
 
     block = np.full((3, 2, 2), 5.0, np.float32)
     block[1, 0, 0] = np.nan  # nodata in the second year only

@@ -13,8 +13,8 @@ import pytest
 import rasterio
 from conftest import REPO
 
-from nightlight_fusion_plugin.core.runtime import sha256_of
-from nightlight_fusion_plugin.core.zoo import ZOO_DIR, load_manifest
+from nightlight_fusion_plugin.core.engine.runtime import sha256_of
+from nightlight_fusion_plugin.core.engine.zoo import ZOO_DIR, load_manifest
 
 MODELS = load_manifest(ZOO_DIR)
 pytestmark = pytest.mark.skipif(not MODELS, reason="no trained models in model_zoo/ yet")

@@ -108,7 +108,7 @@ def test_dmsp_command_bad_input_writes_nothing(tmp_path, sample, case):
 
 @pytest.mark.real_data
 def test_calibrated_simulator_matches_real_athens_dmsp(real_data):
-    from nightlight_fusion_plugin.core.sensors import DmspParameters
+    from nightlight_fusion_plugin.core.sensor.sensors import DmspParameters
     from training.simulate.calibrate import agreement, load_scene, simulate
 
     scene = load_scene(real_data)

@@ -5,8 +5,7 @@ import pytest
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from nightlight_fusion_plugin.core.grids import Grid
-from nightlight_fusion_plugin.core.tiling import (
+from nightlight_fusion_plugin.core.engine.tiling import (
     BandAccumulator,
     TileLattice,
     blend_window,
@@ -14,6 +13,7 @@ from nightlight_fusion_plugin.core.tiling import (
     tile_rows,
     tile_seed,
 )
+from nightlight_fusion_plugin.core.raster.grids import Grid
 
 WGS84 = CRS.from_epsg(4326)
 RES = 1 / 240

@@ -15,8 +15,8 @@ import pytest
 import rasterio
 from conftest import REPO
 
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-from nightlight_fusion_plugin.core.runtime import sha256_of
+from nightlight_fusion_plugin.core.engine.runtime import sha256_of
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 from training.zoo_weights import CAST_SUFFIX, store_weights_fp16, weights_are_fp16
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-from nightlight_fusion_plugin.core.grids import Grid, inspect_raster
-from nightlight_fusion_plugin.core.metrics import psnr_log
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.raster.grids import Grid, inspect_raster
+from nightlight_fusion_plugin.core.report.metrics import psnr_log
 
 from .evaluate import model_zoo_for, read_on
 

@@ -27,9 +27,9 @@ import numpy as np
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from nightlight_fusion_plugin.core.fuse import FuseRequest, fuse
-from nightlight_fusion_plugin.core.grids import AlignedReader, Grid, inspect_raster
-from nightlight_fusion_plugin.core.metrics import all_metrics, pooled_metrics
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
+from nightlight_fusion_plugin.core.raster.grids import AlignedReader, Grid, inspect_raster
+from nightlight_fusion_plugin.core.report.metrics import all_metrics, pooled_metrics
 
 BASELINES = ("baseline", "persistence", "bicubic", "reference-change")
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nightlight_fusion_plugin.core import transforms
+from nightlight_fusion_plugin.core.engine import transforms
 
 from .checkpoint import load as load_checkpoint
 from .checkpoint import model_from_checkpoint
@@ -240,7 +240,7 @@ def calibration_inputs(family: str, meta: dict, count: int, tile: int, seed: int
     """Real model inputs for int8 calibration: dataset tiles, noised to timesteps drawn across the whole
     schedule (a diffusion model's activations at t≈999 and t≈0 differ widely; calibrating on one end
     clips the other)."""
-    from nightlight_fusion_plugin.core.schedulers import SchedulerConfig, alphas_cumprod, make_betas
+    from nightlight_fusion_plugin.core.engine.schedulers import SchedulerConfig, alphas_cumprod, make_betas
 
     from .data import build_dataset
 

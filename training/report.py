@@ -116,7 +116,7 @@ def design_space_zoo(zoo: Path, out: Path, runs: list[Path]) -> Path:
 
 
 def steps_for(sampler: str, nfe_budget: int) -> int:
-    from nightlight_fusion_plugin.core.samplers import steps_for_nfe
+    from nightlight_fusion_plugin.core.engine.samplers import steps_for_nfe
 
     return max(1, steps_for_nfe(sampler, nfe_budget))
 
@@ -181,7 +181,7 @@ def run_grid(
     at KEY_NFE plain and the middle STAGED_NFE budget staged (what the targets and the margins need). On the
     real-temporal sets only `real_models` (the shipped ones and their fp32 twins) are measured, against
     persistence and reference-change too."""
-    from nightlight_fusion_plugin.core.models import available_models
+    from nightlight_fusion_plugin.core.engine.models import available_models
 
     runnable = {m.id for m in available_models()} | {"persistence", "bicubic"}
     rows = []
@@ -333,7 +333,7 @@ def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path, rows: li
     import matplotlib.pyplot as plt
     from rasterio.enums import Resampling
 
-    from nightlight_fusion_plugin.core.grids import Grid, inspect_raster
+    from nightlight_fusion_plugin.core.raster.grids import Grid, inspect_raster
 
     from .evaluate import predict_scene, read_on
 
@@ -946,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
         help="training runs (folders with checkpoint.pt) that are not shipped, measured beside the zoo as design-space models",
     )
     args = parser.parse_args(argv)
-    from nightlight_fusion_plugin.core.zoo import load_manifest
+    from nightlight_fusion_plugin.core.engine.zoo import load_manifest
 
     shipped = {m.id for m in load_manifest(args.zoo)}
     zoo = design_space_zoo(args.zoo, args.eval_dir / "design_space_zoo", args.runs) if args.runs else args.zoo

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
 
-from nightlight_fusion_plugin.core import transforms
+from nightlight_fusion_plugin.core.engine import transforms
 
 from . import checkpoint as ckpt
 from .data import build_dataset

@@ -33,7 +33,7 @@ def install_hint(module: str) -> str:
     if module in INSTALL_HINTS:
         return INSTALL_HINTS[module]
     if module == "onnxruntime":
-        from .dependencies import install_hint as installer_hint
+        from .install.dependencies import install_hint as installer_hint
 
         return installer_hint(module)
     return f"python -m pip install {module}"

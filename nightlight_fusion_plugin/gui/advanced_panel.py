@@ -10,7 +10,7 @@ from qgis.gui import QgsCollapsibleGroupBox, QgsDoubleSpinBox, QgsFileWidget
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLineEdit, QSpinBox, QWidget
 
-from ..core.models import ModelEntry
+from ..core.engine.models import ModelEntry
 from .common import SETTINGS, onnx_devices
 
 SERIES_PARAMETERS = ("SEED", "DEVICE", "THREADS", "BATCH_SIZE", "SAMPLER", "STEPS", "TEMPERATURE")  # what a series takes
@@ -121,7 +121,7 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         self.sampler_combo.clear()
         self.sampler_combo.addItem(self.tr("from the speed level"), None)
         if family in SAMPLING_FAMILIES:
-            from ..core.samplers import samplers_for
+            from ..core.engine.samplers import samplers_for
 
             for name in samplers_for(family):
                 self.sampler_combo.addItem(name, name)

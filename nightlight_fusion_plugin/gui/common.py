@@ -16,7 +16,7 @@ DEVICE_NAMES = {
 def onnxruntime_available() -> bool:
     """Whether the ONNX models can run here; find_spec, not an import, so opening the dialog stays cheap."""
     try:  # the dependency installer's check: it also sees the plugin's own _deps folder once activated
-        from ..core.dependencies import importable
+        from ..core.install.dependencies import importable
     except ImportError:
         return importlib.util.find_spec("onnxruntime") is not None
     return importable("onnxruntime")

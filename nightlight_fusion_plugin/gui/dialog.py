@@ -13,13 +13,13 @@ from qgis.gui import QgsMessageBar
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QButtonGroup, QDialog, QHBoxLayout, QLabel, QRadioButton, QSizePolicy, QVBoxLayout, QWidget
 
+from ..processing.series_layers import add_year_layers, set_up_playback, year_layers
 from .advanced_panel import AdvancedPanel
 from .area_panel import AREA_CANVAS, AREA_DRAWN, AREA_INTERSECTION, AREA_POLYGONS, AreaPanel  # noqa: F401 (re-exported)
 from .common import format_seconds, onnx_devices  # noqa: F401 (re-exported: earlier code imported them from here)
 from .inputs_panel import InputsPanel, layer_file, layer_kind, raster_layers  # noqa: F401
 from .model_panel import ModelPanel
 from .run_panel import FUSE, DialogFeedback, RunPanel
-from .series_layers import add_year_layers, set_up_playback, year_layers
 from .series_panel import SeriesPanel
 
 SERIES = "nightlightfusion:series"

@@ -10,7 +10,7 @@ from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from ..core.intercalibration import parse_reference_year, parse_satellite_year
+from ..core.sensor.intercalibration import parse_reference_year, parse_satellite_year
 
 DMSP_NAME = re.compile(r"F\d{2}(19|20)\d{2}|dmsp|\bols\b|stable", re.IGNORECASE)
 VIIRS_NAME = re.compile(r"viirs|dnb|vnl|rade|npp", re.IGNORECASE)

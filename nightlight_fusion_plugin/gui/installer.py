@@ -19,7 +19,7 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..core import dependencies as deps
+from ..core.install import dependencies as deps
 
 DISMISSED_KEY = "nightlight_fusion/dependencies_message_dismissed"
 

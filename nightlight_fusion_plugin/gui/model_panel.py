@@ -21,8 +21,8 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.engine.models import BASELINE_SUMMARY, ModelEntry, available_models, default_model
 from ..core.errors import FusionError
-from ..core.models import BASELINE_SUMMARY, ModelEntry, available_models, default_model
 from . import common
 from .common import format_seconds
 
@@ -257,7 +257,7 @@ class ModelPanel(QGroupBox):
                 return tr("one pass (NFE 1)"), 1, psnr, 60.0 / zoo.throughput["cpu_megapixels_per_minute"]
             return tr("one pass (NFE 1)"), 1, None, None
         if sampler or steps:
-            from ..core.generative import sampling_plan
+            from ..core.methods.generative import sampling_plan
 
             try:
                 plan = sampling_plan(zoo, sampler, steps or None, None)
@@ -272,7 +272,7 @@ class ModelPanel(QGroupBox):
                 "Speed slider disabled: the zoo manifest has no measured speed levels for {}; it runs with its "
                 "default sampler (choose sampler and steps under Advanced)."
             ).format(zoo.id)
-        from ..core.samplers import sampler_spec
+        from ..core.engine.samplers import sampler_spec
 
         what = tr("level {}/{}: {}, {} steps, NFE {}").format(
             self.speed_slider.value() + 1, len(zoo.speed_levels), sampler_spec(level.sampler).label, level.steps, level.nfe
@@ -317,8 +317,8 @@ class ModelPanel(QGroupBox):
         def work(task):
             import numpy as np
 
-            from ..core.generative import GenerativeFusion, sampling_plan
-            from ..core.tiling import TileJob
+            from ..core.engine.tiling import TileJob
+            from ..core.methods.generative import GenerativeFusion, sampling_plan
 
             plan = sampling_plan(zoo, None, None, level.level if level else None)
             method = GenerativeFusion(zoo, plan, device, threads, 1, 1)
@@ -366,7 +366,7 @@ class ModelPanel(QGroupBox):
 
     def verify_model(self) -> None:
         """sha256 of the chosen model's files against the manifest (on demand: it reads the whole file)."""
-        from ..core.runtime import sha256_of
+        from ..core.engine.runtime import sha256_of
 
         base = self.model_combo.currentData()
         for variant in self.variants(base):

@@ -33,9 +33,9 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..processing.common import help_url
+from ..processing.style import apply_night_lights_style, apply_uncertainty_style
 from .common import format_seconds
 from .inputs_panel import layer_file
-from .style import apply_night_lights_style, apply_uncertainty_style
 
 FUSE = "nightlightfusion:fuse"
 

@@ -30,7 +30,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.errors import FusionError
-from ..core.intercalibration import parse_satellite_year
+from ..core.sensor.intercalibration import parse_satellite_year
 from ..processing.common import inputs_untouched, raster_file
 from .inputs_panel import DMSP_NAME, VIIRS_NAME, layer_file, layer_kind, raster_layers
 
@@ -48,7 +48,7 @@ class Row:
 def viirs_year(name: str) -> int | None:
     """The year core reads from a VIIRS file name (None when it reads none, or core cannot load)."""
     try:
-        from ..core.series import SeriesRequest, resolve_viirs
+        from ..core.pipeline.series import SeriesRequest, resolve_viirs
     except ImportError:  # no rasterio yet: the run says what to install
         return None
     try:
@@ -298,7 +298,7 @@ class SeriesPanel(QGroupBox):
         except QgsProcessingException as exc:
             return str(exc)
         try:
-            from ..core.series import SeriesRequest, resolve_dmsp, resolve_viirs
+            from ..core.pipeline.series import SeriesRequest, resolve_dmsp, resolve_viirs
         except ImportError:
             return ""  # core cannot load (rasterio missing): the run explains what to install
         request = SeriesRequest(

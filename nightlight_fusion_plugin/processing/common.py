@@ -142,7 +142,7 @@ class NightLightsStyler(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
-            from ..gui.style import apply_night_lights_style
+            from .style import apply_night_lights_style
 
             apply_night_lights_style(layer)
 

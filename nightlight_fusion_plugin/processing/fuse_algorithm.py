@@ -27,8 +27,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from ..core.engine.samplers import SAMPLERS
 from ..core.errors import FusionError
-from ..core.samplers import SAMPLERS
 from .common import (
     InputsUntouched,
     NightLightsStyler,
@@ -68,7 +68,7 @@ rather than as change (a year apart: most of it; ten years apart: little).</p>
 def model_ids() -> tuple[list[str], str]:
     """Model ids for the MODEL enum; a broken zoo must not stop the plugin from loading (baseline stays)."""
     try:
-        from ..core.models import available_models, default_model
+        from ..core.engine.models import available_models, default_model
 
         return [m.id for m in available_models()], default_model().id
     except FusionError as exc:
@@ -254,7 +254,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         require_core()
-        from ..core.fuse import FuseRequest, fuse
+        from ..core.pipeline.fuse import FuseRequest, fuse
 
         request = FuseRequest(
             dmsp=self._dmsp,
@@ -299,7 +299,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
         }
 
     def _write_report(self, result, feedback) -> dict | None:
-        from ..core.run_report import dmsp_consistency, write_report
+        from ..core.report.run_report import dmsp_consistency, write_report
 
         feedback.setProgressText(self.tr("Writing the run report"))
         qa = None

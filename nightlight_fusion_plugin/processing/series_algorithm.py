@@ -25,7 +25,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from ..core.samplers import SAMPLERS
+from ..core.engine.samplers import SAMPLERS
 from .common import (
     InputsUntouched,
     NightLightsStyler,
@@ -72,7 +72,7 @@ class _YearRange(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
-            from ..gui.series_layers import style_year
+            from .series_layers import style_year
 
             style_year(layer, self.year, self.maximum)
 
@@ -215,7 +215,7 @@ class SeriesAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         require_core()
-        from ..core.series import SeriesRequest, run_series
+        from ..core.pipeline.series import SeriesRequest, run_series
 
         request = SeriesRequest(
             dmsp=self._dmsp,
@@ -253,7 +253,7 @@ class SeriesAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             context.layerToLoadOnCompletionDetails(result.output).setPostProcessor(kept(NightLightsStyler()))
         maximum = None
         if result.per_year:  # one stretch for all years (styled alike); read here, off the main thread
-            from ..gui.series_layers import shared_maximum
+            from .series_layers import shared_maximum
 
             with inputs_untouched():  # the statistics would be saved as .aux.xml files next to the per-year files
                 maximum = shared_maximum([(QgsRasterLayer(p, "", "gdal"), 1) for p in result.per_year])

@@ -27,7 +27,7 @@ class SimulateDmspAlgorithm(SatelliteYearRasterAlgorithm):
         )
 
     def produce(self, progress, cancelled):
-        from ..core.dmsp_like import simulate_dmsp_raster
+        from ..core.pipeline.dmsp_like import simulate_dmsp_raster
 
         return simulate_dmsp_raster(
             self._input, self._output, self._satellite, self._year, overwrite=True, progress=progress, is_cancelled=cancelled

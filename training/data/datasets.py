@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from nightlight_fusion_plugin.core.grids import VIIRS_PIXEL_DEG, upsample2_bilinear
-from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
-from nightlight_fusion_plugin.core.sensors import pixel_size_km
-from nightlight_fusion_plugin.core.transforms import condition_stack_v, radiance_to_model, reference_dmsp
+from nightlight_fusion_plugin.core.engine.transforms import condition_stack_v, radiance_to_model, reference_dmsp
+from nightlight_fusion_plugin.core.raster.grids import VIIRS_PIXEL_DEG, upsample2_bilinear
+from nightlight_fusion_plugin.core.sensor.intercalibration import intercalibration_for
+from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km
 
 from ..simulate.pairs import DMSP_YEARS, make_pair
 

@@ -19,7 +19,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
-from nightlight_fusion_plugin.core.grids import (
+from nightlight_fusion_plugin.core.raster.grids import (
     VIIRS_PIXEL_DEG,
     AlignedReader,
     Grid,
@@ -28,8 +28,8 @@ from nightlight_fusion_plugin.core.grids import (
     output_grid,
     upsample2_bilinear,
 )
-from nightlight_fusion_plugin.core.intercalibration import parse_satellite_year
-from nightlight_fusion_plugin.core.sensors import pixel_size_km, simulate_dmsp
+from nightlight_fusion_plugin.core.sensor.intercalibration import parse_satellite_year
+from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km, simulate_dmsp
 
 from ..simulate.pairs import MARGIN_PX
 from ..simulate.scenes import smooth_noise

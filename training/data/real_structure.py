@@ -22,10 +22,10 @@ import torch
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
-from nightlight_fusion_plugin.core.grids import VIIRS_PIXEL_DEG, upsample2_bilinear
-from nightlight_fusion_plugin.core.intercalibration import intercalibration_for
-from nightlight_fusion_plugin.core.sensors import pixel_size_km, simulate_dmsp
-from nightlight_fusion_plugin.core.transforms import reference_dmsp
+from nightlight_fusion_plugin.core.engine.transforms import reference_dmsp
+from nightlight_fusion_plugin.core.raster.grids import VIIRS_PIXEL_DEG, upsample2_bilinear
+from nightlight_fusion_plugin.core.sensor.intercalibration import intercalibration_for
+from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km, simulate_dmsp
 
 from ..simulate.pairs import MARGIN_PX
 from ..simulate.sensors_random import random_dmsp_parameters

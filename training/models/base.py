@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nightlight_fusion_plugin.core.transforms import CONDITION_CHANNELS, RADIANCE_MIN, TARGETS, radiance_to_model
+from nightlight_fusion_plugin.core.engine.transforms import CONDITION_CHANNELS, RADIANCE_MIN, TARGETS, radiance_to_model
 
 from .unet import UNetConfig
 

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(write_real_temporal(args.real, args.out, args.region, args.gap, args.seed, args.overwrite))
         elif args.command == "dmsp":
-            from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
+            from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
 
             result = simulate_dmsp_raster(args.viirs, args.output, args.satellite, args.year, overwrite=args.overwrite)
             g = result.grid

@@ -23,8 +23,8 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from nightlight_fusion_plugin.core.grids import AlignedReader, Grid, MeanReader, inspect_raster
-from nightlight_fusion_plugin.core.sensors import (
+from nightlight_fusion_plugin.core.raster.grids import AlignedReader, Grid, MeanReader, inspect_raster
+from nightlight_fusion_plugin.core.sensor.sensors import (
     CALIBRATED_DMSP_JSON,
     DmspParameters,
     aggregate,

@@ -1,7 +1,7 @@
 """Measure the prior of core/scene_gain.py on training regions only: how far the scene-wide DMSP/reference log
 gain g moves because of the sensor, and how far because of real change.
 
-python -m training.simulate change-prior    # writes nightlight_fusion_plugin/core/data/reference_change_prior.json
+python -m training.simulate change-prior    # writes nightlight_fusion_plugin/core/sensor/data/reference_change_prior.json
 
 Scenes: 512² windows of the Sudan Black Marble tiles that are not hold-out (`training.data.holdout`; the Libyan
 flare box is skipped window by window), kept when ≥ 60 % valid and lit. For each window and draw:
@@ -29,19 +29,19 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from nightlight_fusion_plugin.core.calibration import SATURATION_THRESHOLD, default_curve
-from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
-from nightlight_fusion_plugin.core.fuse import resolve_intercalibration
-from nightlight_fusion_plugin.core.grids import AlignedReader, Grid, inspect_raster
-from nightlight_fusion_plugin.core.reference_change import (
+from nightlight_fusion_plugin.core.methods.reference_change import (
     EPSILON_DN,
     ReferenceChangeFusion,
     expanded,
     grid_pixel_km,
     reference_dmsp_agreement,
 )
-from nightlight_fusion_plugin.core.scene_gain import PRIOR_JSON
-from nightlight_fusion_plugin.core.sensors import DmspParameters
+from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
+from nightlight_fusion_plugin.core.pipeline.fuse import resolve_intercalibration
+from nightlight_fusion_plugin.core.raster.grids import AlignedReader, Grid, inspect_raster
+from nightlight_fusion_plugin.core.sensor.calibration import SATURATION_THRESHOLD, default_curve
+from nightlight_fusion_plugin.core.sensor.scene_gain import PRIOR_JSON
+from nightlight_fusion_plugin.core.sensor.sensors import DmspParameters
 
 from ..data.holdout import overlaps_holdout
 from ..data.real_structure import sudan_tiles

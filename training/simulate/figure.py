@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nightlight_fusion_plugin.core.sensors import DmspParameters
+from nightlight_fusion_plugin.core.sensor.sensors import DmspParameters
 
 from .calibrate import MARGIN, load_scene, simulate
 from .pairs import make_pair

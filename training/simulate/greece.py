@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
+from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
 
 from ..data.real import GREECE_HOLDOUT, greece_mean
 from .scenes import smooth_noise

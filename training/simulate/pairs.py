@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nightlight_fusion_plugin.core.grids import VIIRS_PIXEL_DEG
-from nightlight_fusion_plugin.core.sensors import (
+from nightlight_fusion_plugin.core.raster.grids import VIIRS_PIXEL_DEG
+from nightlight_fusion_plugin.core.sensor.sensors import (
     DmspParameters,
     ViirsParameters,
     pixel_size_km,

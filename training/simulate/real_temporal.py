@@ -25,8 +25,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from nightlight_fusion_plugin.core.dmsp_like import simulate_dmsp_raster
-from nightlight_fusion_plugin.core.sensors import DmspParameters
+from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
+from nightlight_fusion_plugin.core.sensor.sensors import DmspParameters
 
 from ..data.holdout import REAL_TEMPORAL_HOLDOUT
 from .sensors_random import outside_training_range, random_dmsp_parameters

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nightlight_fusion_plugin.core.sensors import gaussian_blur
+from nightlight_fusion_plugin.core.sensor.sensors import gaussian_blur
 
 
 @dataclass

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from nightlight_fusion_plugin.core.intercalibration import published_coefficients
-from nightlight_fusion_plugin.core.sensors import DmspParameters, ViirsParameters
+from nightlight_fusion_plugin.core.sensor.intercalibration import published_coefficients
+from nightlight_fusion_plugin.core.sensor.sensors import DmspParameters, ViirsParameters
 
 # (parameter, relative half-width of the training range); multiplicative, around the calibrated value
 DMSP_SPREAD = {

@@ -9,7 +9,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from nightlight_fusion_plugin.core.grids import DMSP_LATTICE_ORIGIN, DMSP_PIXEL_DEG, VIIRS_PIXEL_DEG
+from nightlight_fusion_plugin.core.raster.grids import DMSP_LATTICE_ORIGIN, DMSP_PIXEL_DEG, VIIRS_PIXEL_DEG
 
 from .pairs import ScenePair, make_pair
 

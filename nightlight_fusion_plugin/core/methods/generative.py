@@ -1,0 +1,299 @@
+"""Fusion with a zoo model (regression UNet, diffusion, flow matching, normalizing flow) over any area.
+
+Tiles of the model's native size on the global lattice (tiling.py) are batched through onnxruntime; each
+tile's noise comes from its own generator seeded by its lattice position, so results do not depend on the
+batch a tile lands in or on the requested extent. K ensemble members are averaged; their spread is the
+uncertainty layer.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from ..engine.runtime import load_model
+from ..engine.samplers import make_scheduler, nfe, sample, sampler_spec, samplers_for
+from ..engine.schedulers import SchedulerConfig
+from ..engine.tiling import BandAccumulator, TileJob, TileLattice, reading_grid, tile_rows, tile_seed
+from ..engine.transforms import (
+    apply_target,
+    condition_stack_v,
+    condition_version,
+    model_target,
+    radiance_from_model,
+    reference_dmsp,
+)
+from ..engine.zoo import ZooModel, load_manifest
+from ..errors import InputError
+from ..raster.grids import AlignedReader, Grid, MirroredReader, RasterInfo
+from ..sensor.intercalibration import Intercalibration
+
+OVERLAP_FRACTION = 0.25
+
+
+class TileNoise:
+    """Noise source for a batch of tiles: each tile draws from its own generator, so a tile's noise is the
+    same whichever batch it is in."""
+
+    def __init__(self, generators: list[np.random.Generator]):
+        self.generators = generators
+
+    def standard_normal(self, shape, dtype=np.float32) -> np.ndarray:
+        return np.stack([g.standard_normal(tuple(shape[1:]), dtype=dtype) for g in self.generators])
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    sampler: str | None
+    steps: int
+    strength: float
+    nfe: int
+    temperature: float = 0.8
+
+    def describe(self) -> str:
+        if self.sampler is None:
+            return f"one pass (NFE {self.nfe})"
+        staged = f", staged from the regression estimate at strength {self.strength:g}" if self.strength < 1 else ""
+        return f"{self.sampler}, {self.steps} steps (NFE {self.nfe}){staged}"
+
+
+def sampling_plan(
+    model: ZooModel,
+    sampler: str | None,
+    steps: int | None,
+    speed: int | None,
+    temperature: float = 0.8,
+    strength: float | None = None,
+) -> SamplingPlan:
+    """Sampler, steps and warm-start strength: explicit choices win, else the model's speed level."""
+    if model.family == "unet":
+        return SamplingPlan(None, 1, 1.0, 1)
+    if model.family == "normalizing_flow":
+        if not 0.0 <= temperature <= 2.0:
+            raise InputError(f"--temperature must be between 0 and 2 (0.8 is the usual choice), got {temperature}.")
+        return SamplingPlan(None, 1, 1.0, 1, temperature)
+    level = model.speed(speed) if (sampler is None or steps is None) else None
+    name = sampler or (level.sampler if level else samplers_for(model.family)[0])
+    if name not in samplers_for(model.family):
+        raise InputError(
+            f"Sampler '{name}' does not apply to {model.family} models; use one of {', '.join(samplers_for(model.family))}."
+        )
+    n = steps or (level.steps if level else 20)
+    if n < 1:
+        raise InputError(f"--steps must be at least 1, got {n}.")
+    if strength is None:
+        strength = level.strength if (level and sampler is None and steps is None) else 1.0
+    if not 0.0 < strength <= 1.0:
+        raise InputError(f"--strength must be in (0, 1], got {strength}.")
+    return SamplingPlan(name, n, strength, nfe(name, n, strength))
+
+
+class GenerativeFusion:
+    """A zoo model run tile by tile; `run` writes the blended radiance (and uncertainty) band by band."""
+
+    def __init__(
+        self,
+        model: ZooModel,
+        plan: SamplingPlan,
+        device: str = "auto",
+        threads: int | None = None,
+        ensemble: int = 1,
+        batch_size: int = 8,
+        cache_models: bool = False,
+    ):
+        if ensemble < 1:
+            raise InputError(f"--ensemble must be at least 1, got {ensemble}.")
+        self.model_entry, self.plan, self.ensemble, self.batch_size = model, plan, ensemble, max(1, batch_size)
+        self.model = load_model(model.path, device, threads, model.sha256, cache_models)
+        self.regression = None
+        if plan.strength < 1.0:
+            regression = {m.id: m for m in load_manifest(model.zoo_dir)}.get(model.regression_model or "")
+            if regression is None:
+                raise InputError(
+                    f"Model {model.id} warm-starts from regression model '{model.regression_model}', "
+                    "which is not in the zoo; choose explicit --sampler/--steps."
+                )
+            self.regression = load_model(regression.path, device, threads, regression.sha256, cache_models)
+        self.notes = list(self.model.warnings)
+        meta = self.model.metadata
+        self.tile = int(meta.tile_size)
+        # condition v1 (3 channels) / v2 (+ the reference simulated to DMSP); absolute / residual target
+        self.condition_version, self.target = model_condition(model.id, meta.extra)
+        if self.regression is not None:
+            # The warm start is the regression's raw output: it must read the same condition stack and lie in the
+            # same x_0 space (a residual diffusion needs a residual regression model).
+            partner = model_condition(model.regression_model, self.regression.metadata.extra)
+            if partner != (self.condition_version, self.target):
+                raise InputError(
+                    f"Model {model.id} (condition v{self.condition_version}, target '{self.target}') cannot warm-start "
+                    f"from regression model {model.regression_model} (condition v{partner[0]}, target '{partner[1]}'): "
+                    "staged sampling needs the same condition version and target; choose explicit --sampler/--steps "
+                    "or a matching regression model."
+                )
+        self.scheduler_config = SchedulerConfig.from_dict(meta.schedule) if plan.sampler else None
+        # scene_gain.dmsp_gain_correction, for reference-aware (v2) models run with a reference: the share of the
+        # scene-wide DMSP/reference level difference the prior puts on the sensor is divided out of the DMSP
+        # channel, as reference-change does, so a sensor unlike the training's does not read as change.
+        self.dmsp_gain = 1.0
+
+    @property
+    def device(self) -> str:
+        return self.model.device
+
+    def members(self, dnc, reference, reference_dnc, cols: list[slice], batch: list[TileJob], seed: int) -> list[np.ndarray]:
+        """Radiance of each ensemble member for a batch of tiles of one band (columns `cols`): the condition stack
+        of the model's version, the network, and the inverse of its target (residual models add the reference)."""
+        condition = np.stack(
+            [
+                condition_stack_v(
+                    dnc[:, c],
+                    None if reference is None else reference[:, c],
+                    None if reference_dnc is None else reference_dnc[:, c],
+                    self.condition_version,
+                )
+                for c in cols
+            ]
+        )
+        return [
+            radiance_from_model(apply_target(self.predict(condition, batch, seed, k), condition, self.target))[:, 0]
+            for k in range(self.ensemble)
+        ]
+
+    def predict(self, condition: np.ndarray, jobs: list[TileJob], seed: int, member: int) -> np.ndarray:
+        """Model-space prediction [B, 1, T, T] for a batch of tiles."""
+        family = self.model_entry.family
+        if family == "unet":
+            return self.model.run(condition=condition)
+        noise = TileNoise([tile_seed(seed, job.row, job.col, member) for job in jobs])
+        if family == "normalizing_flow":
+            latent = noise.standard_normal((len(jobs), 1, self.tile, self.tile)) * np.float32(self.plan.temperature)
+            return self.model.run(condition=condition, latent=latent)
+        x_init = self.regression.run(condition=condition) if self.regression is not None else None
+        scheduler = make_scheduler(self.plan.sampler, self.scheduler_config)
+        return sample(
+            lambda x, t, c: self.model.run(sample=x, timestep=t, condition=c),
+            condition,
+            scheduler,
+            self.plan.steps,
+            noise,
+            x_init=x_init,
+            strength=self.plan.strength,
+            shape=(len(jobs), 1, self.tile, self.tile),
+        )
+
+    def run(
+        self,
+        dmsp: AlignedReader,
+        viirs: AlignedReader | None,
+        intercal: Intercalibration,
+        grid: Grid,
+        extended: Grid,
+        offset: tuple[int, int],
+        lattice: TileLattice,
+        write: Callable[[int, np.ndarray], None],
+        seed: int,
+        progress: Callable[[float], None],
+        check_cancel: Callable[[], None],
+    ) -> None:
+        dy, dx = offset
+        channels = 2 if self.ensemble > 1 else 1
+        accumulator = BandAccumulator(grid, lattice, channels)
+        rows = list(tile_rows(grid, lattice))
+        total, done = sum(len(r) for r in rows), 0
+        t = self.tile
+        for index, jobs in enumerate(rows):
+            y = jobs[0].y
+            if index == 0:
+                accumulator.start_band(y)
+            else:
+                self._flush(accumulator, y, dmsp, grid, offset, write)
+            band = Window(0, y + dy, extended.width, t)
+            dn = dmsp.read(band)
+            reference = viirs.read(band) if viirs is not None else None
+            dnc = intercal.apply(dn)
+            reference_dnc = None
+            if self.condition_version == 2 and reference is not None:
+                reference_dnc = self._reference_dnc(viirs, extended, intercal, y + dy)
+                dnc = dnc * np.float32(self.dmsp_gain)
+            for start in range(0, len(jobs), self.batch_size):
+                check_cancel()
+                batch = jobs[start : start + self.batch_size]
+                cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
+                members = self.members(dnc, reference, reference_dnc, cols, batch, seed)
+                stack = np.stack(members)  # [K, B, T, T]
+                mean = stack.mean(axis=0)
+                spread = stack.std(axis=0) if self.ensemble > 1 else None
+                for i, job in enumerate(batch):
+                    values = mean[i][None] if spread is None else np.stack([mean[i], spread[i]])
+                    accumulator.add(job, values)
+                done += len(batch)
+                progress(done / total)
+        self._flush(accumulator, grid.height + t, dmsp, grid, offset, write)
+
+    def _reference_dnc(self, viirs: AlignedReader, extended: Grid, intercal: Intercalibration, row: int) -> np.ndarray:
+        """Condition v2's 4th channel for the band of rows [row, row + tile) of the extended grid: the reference
+        simulated to intercalibrated DMSP DN, read with a halo of rows above and below (clipped at the grid's
+        edges, where the reference counts as dark; the band already spans the grid's whole width)."""
+        from ..sensor.sensors import DmspParameters, fwhm_to_sigma
+        from .reference_change import grid_pixel_km
+
+        params = DmspParameters.calibrated()
+        t = self.tile
+        dx_km, dy_km = grid_pixel_km(extended, row + t / 2)
+        sigma = fwhm_to_sigma(params.halo_fwhm_km) + fwhm_to_sigma(params.psf_fwhm_km)
+        margin = int(np.ceil(4 * sigma / max(min(dx_km, dy_km), 1e-6))) + 2
+        top, bottom = max(row - margin, 0), min(row + t + margin, extended.height)
+        if bottom <= top:
+            return np.zeros((t, extended.width), np.float32)
+        wide = viirs.read(Window(0, top, extended.width, bottom - top))
+        simulated = reference_dmsp(wide, (dx_km, dy_km), intercal, params)
+        out = np.zeros((t, extended.width), np.float32)
+        lo, hi = row - top, min(row + t, extended.height) - top
+        out[: hi - lo] = simulated[lo:hi]
+        return out
+
+    @staticmethod
+    def _flush(accumulator, upto, dmsp, grid, offset, write) -> None:
+        first, values = accumulator.finished_rows(upto)
+        lo, hi = max(first, 0), min(first + values.shape[1], grid.height)
+        if hi <= lo:
+            return
+        values = values[:, lo - first : hi - first]
+        dy, dx = offset
+        missing = np.isnan(dmsp.read(Window(dx, lo + dy, grid.width, hi - lo)))
+        values[:, missing] = np.nan  # nodata in DMSP stays nodata, never light
+        write(lo, values)
+
+
+def model_condition(model_id: str, props: dict) -> tuple[int, str]:
+    """(condition version, target) from a model's metadata, as an InputError naming the model if unknown."""
+    try:
+        return condition_version(props), model_target(props)
+    except ValueError as error:
+        raise InputError(f"Model {model_id}: {error}; a newer plugin may be needed.") from error
+
+
+def tile_readers(
+    stack: ExitStack, dmsp: RasterInfo, viirs: RasterInfo | None, extended: Grid
+) -> tuple[MirroredReader, MirroredReader | None]:
+    """The DMSP (bilinear) and reference (nearest) readers a tile model reads on the extended grid, mirrored
+    beyond each raster's edges (grids.MirroredReader): the same in a single run and in every block of a
+    distributed one."""
+    dmsp_reader = MirroredReader(stack.enter_context(AlignedReader(dmsp, extended)))
+    viirs_reader = MirroredReader(stack.enter_context(AlignedReader(viirs, extended, Resampling.nearest))) if viirs else None
+    return dmsp_reader, viirs_reader
+
+
+def prepare_lattice(grid: Grid, tile: int) -> tuple[TileLattice, Grid, tuple[int, int]]:
+    lattice = TileLattice.for_grid(grid, tile, max(1, int(tile * OVERLAP_FRACTION)))
+    extended, dy, dx = reading_grid(grid, lattice)
+    return lattice, extended, (dy, dx)
+
+
+def describe_sampler(plan: SamplingPlan) -> str:
+    return plan.describe() if plan.sampler is None else f"{sampler_spec(plan.sampler).label}: {plan.describe()}"

@@ -93,6 +93,16 @@ def sampling_plan(
     return SamplingPlan(name, n, strength, nfe(name, n, strength))
 
 
+def ensemble_size(ensemble: int | None, uncertainty: bool, family: str, model_id: str) -> int:
+    """Ensemble members of a run (2 by default with an uncertainty layer); refuses what cannot be."""
+    size = ensemble if ensemble else (2 if uncertainty else 1)
+    if uncertainty and size < 2:
+        raise InputError("An uncertainty layer needs an ensemble of at least 2 samples (--ensemble 2 or more).")
+    if uncertainty and family == "unet":
+        raise InputError(f"{model_id} is deterministic (regression): it has no sampling uncertainty; choose a generative model.")
+    return size
+
+
 class GenerativeFusion:
     """A zoo model run tile by tile; `run` writes the blended radiance (and uncertainty) band by band."""
 

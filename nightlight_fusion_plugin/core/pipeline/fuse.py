@@ -180,8 +180,7 @@ def fuse(
     # GDAL's block cache defaults to 5 % of RAM and fills with every block read: cap it so that memory does
     # not grow with the area (reads are windowed; nothing needs more than a few bands of blocks).
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        prior = change_prior(request, result) if viirs is not None else None
-        agreement = _note_reference_disagreement(dmsp, viirs, grid, intercal, result, prior) if viirs is not None else None
+        prior, agreement = scene_wide(request, job)
         if entry.id == REFERENCE_CHANGE:
             _fuse_reference_change(
                 request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask, agreement, prior
@@ -227,6 +226,15 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
             writer.finish()
     result.notes.extend(method.notes)
     result.notes.append(f"Calibration: {method.curve.describe()}")
+
+
+def scene_wide(request: FuseRequest, job: PreparedRun):
+    """(change prior, DMSP/reference agreement), once on the whole area, tagged and noted ((None, None) without a
+    reference): shared by fuse() and pipeline/distributed, which hands them to every block."""
+    if job.viirs is None:
+        return None, None
+    prior = change_prior(request, job.result)
+    return prior, _note_reference_disagreement(job.dmsp, job.viirs, job.grid, job.intercal, job.result, prior)
 
 
 def change_prior(request, result):
@@ -297,14 +305,10 @@ def _fuse_generative(
     prior=None,
 ) -> None:
     from ..engine.tiling import tile_rows
-    from ..methods.generative import GenerativeFusion, prepare_lattice, sampling_plan, tile_readers
+    from ..methods.generative import GenerativeFusion, ensemble_size, prepare_lattice, sampling_plan, tile_readers
 
     plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
-    ensemble = request.ensemble if request.ensemble else (2 if uncertainty else 1)
-    if uncertainty and ensemble < 2:
-        raise InputError("An uncertainty layer needs an ensemble of at least 2 samples (--ensemble 2 or more).")
-    if uncertainty and entry.family == "unet":
-        raise InputError(f"{entry.id} is deterministic (regression): it has no sampling uncertainty; choose a generative model.")
+    ensemble = ensemble_size(request.ensemble, bool(request.uncertainty), entry.family, entry.id)
     method = GenerativeFusion(
         entry.zoo, plan, request.device, request.threads, ensemble, request.batch_size, request.cache_models
     )

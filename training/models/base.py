@@ -29,9 +29,22 @@ class BackboneConfig:
     blocks_per_level: int = 1
     attention: bool = False
     dropout: float = 0.0
+    norm: str = "group"  # "none": the deployment-friendly block (models/unet.py)
+    activation: str = "silu"
 
     def unet(self) -> UNetConfig:
-        return UNetConfig(self.base_channels, tuple(self.channel_mult), self.blocks_per_level, self.attention, self.dropout)
+        try:
+            return UNetConfig(
+                self.base_channels,
+                tuple(self.channel_mult),
+                self.blocks_per_level,
+                self.attention,
+                self.dropout,
+                self.norm,
+                self.activation,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
 
 def choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -4,6 +4,12 @@ Residual blocks with GroupNorm + SiLU, an optional sinusoidal timestep embedding
 block (FiLM scale/shift), optional self-attention (off by default: on a 2-core CPU it costs more than
 it brings at 64×64). Any H×W works: the input is padded (reflect) to a multiple of 2**depth and the
 output cropped back, so odd tile sizes like 37×53 give 37×53 outputs.
+
+`norm="none", activation="relu"` is the deployment-friendly block (issue #20): no normalisation, so a
+pixel's output does not depend on the tile it is computed in (GroupNorm's statistics do), and the inference
+graph is convolutions, ReLU and additions, which onnxruntime fuses (Conv+Relu) and int8 quantizes whole. The
+residual branch's last convolution starts at zero, so every block starts as the identity and the stack
+trains without normalisation (SkipInit, De & Smith 2020).
 """
 
 from __future__ import annotations
@@ -23,11 +29,31 @@ class UNetConfig:
     blocks_per_level: int = 1
     attention: bool = False  # self-attention at the lowest resolution (and in the middle block)
     dropout: float = 0.0
+    norm: str = "group"  # "group" (GroupNorm) or "none" (deployment-friendly: tile-independent, conv-only graph)
+    activation: str = "silu"  # "silu" or "relu" (fused into the convolution by onnxruntime, int8 included)
+
+    def __post_init__(self):
+        if self.norm not in NORMS:
+            raise ValueError(f"[model] norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"[model] activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
 
     @property
     def depth(self) -> int:
         """Number of 2× downsamplings: inputs are padded to a multiple of 2**depth."""
         return len(self.channel_mult) - 1
+
+
+NORMS = ("group", "none")
+ACTIVATIONS = ("silu", "relu")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    return nn.GroupNorm(_groups(channels), channels) if kind == "group" else nn.Identity()
+
+
+def _activation(kind: str) -> nn.Module:
+    return nn.SiLU() if kind == "silu" else nn.ReLU()
 
 
 def _groups(channels: int) -> int:
@@ -45,11 +71,14 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb_dim: int | None, dropout: float = 0.0):
+    def __init__(
+        self, cin: int, cout: int, emb_dim: int | None, dropout: float = 0.0, norm: str = "group", activation: str = "silu"
+    ):
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.norm1 = _norm(norm, cin)
+        self.act = _activation(activation)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.norm2 = _norm(norm, cout)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         # Zero-init the last conv: each block starts as identity, which keeps deep stacks stable early on.
@@ -59,12 +88,12 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(self.act(self.norm1(x)))
         h = self.norm2(h)
         if self.emb is not None and emb is not None:
             scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
             h = h * (1 + scale) + shift
-        h = self.conv2(self.dropout(F.silu(h)))
+        h = self.conv2(self.dropout(self.act(h)))
         return self.skip(x) + h
 
 
@@ -111,7 +140,7 @@ class UNet(nn.Module):
         for level, cout in enumerate(chans):
             blocks = nn.ModuleList()
             for _ in range(cfg.blocks_per_level):
-                blocks.append(ResBlock(ch, cout, self.emb_dim, cfg.dropout))
+                blocks.append(ResBlock(ch, cout, self.emb_dim, cfg.dropout, cfg.norm, cfg.activation))
                 ch = cout
                 skips.append(ch)
             self.down_blocks.append(blocks)
@@ -119,22 +148,23 @@ class UNet(nn.Module):
                 self.downsamples.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
                 skips.append(ch)
 
-        self.mid1 = ResBlock(ch, ch, self.emb_dim, cfg.dropout)
+        self.mid1 = ResBlock(ch, ch, self.emb_dim, cfg.dropout, cfg.norm, cfg.activation)
         self.mid_attn = SelfAttention(ch) if cfg.attention else nn.Identity()
-        self.mid2 = ResBlock(ch, ch, self.emb_dim, cfg.dropout)
+        self.mid2 = ResBlock(ch, ch, self.emb_dim, cfg.dropout, cfg.norm, cfg.activation)
 
         self.up_blocks = nn.ModuleList()
         self.upsamples = nn.ModuleList()
         for level in reversed(range(len(chans))):
             blocks = nn.ModuleList()
             for _ in range(cfg.blocks_per_level + 1):
-                blocks.append(ResBlock(ch + skips.pop(), chans[level], self.emb_dim, cfg.dropout))
+                blocks.append(ResBlock(ch + skips.pop(), chans[level], self.emb_dim, cfg.dropout, cfg.norm, cfg.activation))
                 ch = chans[level]
             self.up_blocks.append(blocks)
             if level > 0:
                 self.upsamples.append(nn.Conv2d(ch, ch, 3, padding=1))
         self.low_attn = SelfAttention(chans[-1]) if cfg.attention else nn.Identity()
-        self.out_norm = nn.GroupNorm(_groups(ch), ch)
+        self.out_norm = _norm(cfg.norm, ch)
+        self.out_act = _activation(cfg.activation)
         self.out_conv = nn.Conv2d(ch, out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
@@ -165,5 +195,5 @@ class UNet(nn.Module):
                 cur = self.low_attn(cur)
             if i < len(self.upsamples):
                 cur = self.upsamples[i](F.interpolate(cur, scale_factor=2.0, mode="nearest"))
-        out = self.out_conv(F.silu(self.out_norm(cur)))
+        out = self.out_conv(self.out_act(self.out_norm(cur)))
         return out[..., :h, :w]

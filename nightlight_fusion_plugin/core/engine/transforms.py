@@ -73,18 +73,28 @@ def condition_stack(dnc: np.ndarray, reference: np.ndarray | None) -> np.ndarray
 CONDITION_CHANNELS = {
     1: ("dmsp", "reference", "reference_mask"),
     2: ("dmsp", "reference", "reference_mask", "reference_dmsp"),
+    3: ("dmsp", "reference", "reference_mask", "reference_dmsp", "traditional", "gap_years", "gap_known"),
 }
+# Condition version 3 ("construct, then refine"): version 2's channels, then the traditional estimate in model space
+# (reference-change where a reference exists, the calibrated baseline elsewhere: methods.construct) and the signed
+# years from the DMSP to the reference as two constant channels: (reference year - DMSP year) / GAP_SCALE_YEARS and
+# 1 where that gap is known. Unknown (or no reference): both 0, so the first convolution's weights on the indicator
+# are the network's learned "unknown gap" value.
+TRADITIONAL_CHANNEL = 4
+GAP_SCALE_YEARS = 10.0  # training draws gaps up to 20 years each way: the channel stays within [-2, 2]
 # Targets (metadata nlf_target): "absolute" (absent = absolute) predicts model-space radiance; "residual_log"
 # predicts the change in model space (log radiance) relative to the reference: output = reference + prediction
 # where the mask is 1, the plain prediction where it is 0. An all-zero prediction is "nothing changed".
-TARGETS = ("absolute", "residual_log")
+# "residual_traditional" (condition v3) predicts the correction to the traditional estimate in model space:
+# output = traditional + prediction everywhere, so an all-zero prediction is the traditional answer.
+TARGETS = ("absolute", "residual_log", "residual_traditional")
 
 
 def condition_version(props: dict[str, str]) -> int:
     """Condition version from a model's metadata (nlf_condition_version; absent = 1)."""
     value = str(props.get("nlf_condition_version", "1") or "1")
-    if value not in ("1", "2"):
-        raise ValueError(f"unknown nlf_condition_version {value!r} (known: 1, 2)")
+    if value not in ("1", "2", "3"):
+        raise ValueError(f"unknown nlf_condition_version {value!r} (known: 1, 2, 3)")
     return int(value)
 
 
@@ -108,28 +118,53 @@ def reference_dmsp(reference: np.ndarray, pixel_km: tuple[float, float], interca
     return np.asarray(intercal.apply(raw), dtype=np.float32)
 
 
+def gap_channels(gap_years: float | None, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Condition v3's two constant channels: the signed gap (reference year - DMSP year) / GAP_SCALE_YEARS and
+    whether it is known; both 0 when it is not."""
+    if gap_years is None or not np.isfinite(gap_years):
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    return np.full(shape, np.float32(gap_years / GAP_SCALE_YEARS), np.float32), np.ones(shape, np.float32)
+
+
 def condition_stack_v(
-    dnc: np.ndarray, reference: np.ndarray | None, reference_dnc: np.ndarray | None, version: int
+    dnc: np.ndarray,
+    reference: np.ndarray | None,
+    reference_dnc: np.ndarray | None,
+    version: int,
+    traditional: np.ndarray | None = None,
+    gap_years: float | None = None,
 ) -> np.ndarray:
-    """condition_stack for either version: version 2 appends reference_dnc (reference_dmsp's output) scaled like
-    the DMSP channel, 0 where the reference mask is 0."""
+    """condition_stack for any version: version 2 appends reference_dnc (reference_dmsp's output) scaled like
+    the DMSP channel, 0 where the reference mask is 0; version 3 then appends the traditional estimate (radiance,
+    scaled like the reference; NaN -> 0 radiance) and the gap channels (the gap counts only with a reference)."""
     stack = condition_stack(dnc, reference)
     if version == 1:
         return stack
-    if version != 2:
+    if version not in (2, 3):
         raise ValueError(f"unknown condition version {version}")
     if reference is None or reference_dnc is None:
         extra = np.zeros_like(stack[0])
     else:
         extra = np.where(stack[2] > 0, dmsp_to_model(np.nan_to_num(reference_dnc, nan=0.0)), 0.0).astype(np.float32)
-    return np.concatenate([stack, extra[None]]).astype(np.float32)
+    stack = np.concatenate([stack, extra[None]])
+    if version == 2:
+        return stack.astype(np.float32)
+    if traditional is None:
+        raise ValueError("condition version 3 needs the traditional estimate (methods.construct)")
+    estimate = radiance_to_model(np.nan_to_num(traditional, nan=0.0))
+    gap, known = gap_channels(gap_years if reference is not None else None, estimate.shape)
+    return np.concatenate([stack, estimate[None], gap[None], known[None]]).astype(np.float32)
 
 
 def apply_target(prediction: np.ndarray, condition: np.ndarray, target: str) -> np.ndarray:
     """Network output [B, 1, H, W] -> model-space radiance. residual_log: reference + prediction where the
-    reference mask (condition channel 2) is 1, the prediction itself where it is 0."""
+    reference mask (condition channel 2) is 1, the prediction itself where it is 0; residual_traditional: the
+    traditional estimate (condition v3's channel 4) + prediction everywhere."""
     if target == "absolute":
         return prediction
+    if target == "residual_traditional":
+        estimate = condition[:, TRADITIONAL_CHANNEL : TRADITIONAL_CHANNEL + 1]
+        return (estimate + prediction).astype(np.float32)
     if target != "residual_log":
         raise ValueError(f"unknown target {target!r}")
     mask = condition[:, 2:3]

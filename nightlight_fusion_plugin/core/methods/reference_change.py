@@ -295,8 +295,16 @@ def reference_dmsp_agreement(dmsp: RasterInfo, viirs: RasterInfo, grid: Grid, in
         dn = reader.read(Window(0, 0, width, height))
     with AlignedReader(viirs, fine, Resampling.average) as reader:
         radiance = reader.read(Window(0, 0, 2 * width, 2 * height))
+    return agreement_of_arrays(dn, radiance, intercal, grid_pixel_km(fine, fine.height / 2), params)
+
+
+def agreement_of_arrays(
+    dn: np.ndarray, radiance: np.ndarray, intercal: Intercalibration, pixel_km: tuple[float, float], params=None
+) -> Agreement:
+    """reference_dmsp_agreement on arrays: raw DMSP DN at DMSP resolution and the reference radiance on a grid of
+    half its pixel size (pixel_km: of that fine grid). Training measures a tile's agreement with it."""
+    params = params or sensor_parameters()
     observed = aggregate(np.isfinite(radiance).astype(np.float32))
-    pixel_km = grid_pixel_km(fine, fine.height / 2)
     blurred = aggregate(dmsp_blur(radiance, pixel_km, params))
     sim_raw = digitise(dmsp_response(blurred, params), intercal, params)
     sim = intercal.apply(sim_raw)

@@ -14,12 +14,13 @@ from typing import Callable
 
 import numpy as np
 from rasterio.enums import Resampling
+from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from ..engine.runtime import load_model
 from ..engine.samplers import make_scheduler, nfe, sample, sampler_spec, samplers_for
 from ..engine.schedulers import SchedulerConfig
-from ..engine.tiling import BandAccumulator, TileJob, TileLattice, reading_grid, tile_rows, tile_seed
+from ..engine.tiling import BandAccumulator, TileJob, TileLattice, reading_grid, tile_seed
 from ..engine.transforms import (
     apply_target,
     condition_stack_v,
@@ -34,6 +35,7 @@ from ..raster.grids import AlignedReader, Grid, MirroredReader, RasterInfo
 from ..sensor.intercalibration import Intercalibration
 
 OVERLAP_FRACTION = 0.25
+REFERENCE_CHUNK = 4096  # columns of condition v2's reference simulation at a time (_reference_dnc)
 
 
 class TileNoise:
@@ -209,73 +211,100 @@ class GenerativeFusion:
         seed: int,
         progress: Callable[[float], None],
         check_cancel: Callable[[], None],
+        region: tuple[int, int, int, int] | None = None,
     ) -> None:
+        """Blend the tiles over the grid; finished rows go to write(row, values [channels, rows, width]).
+        `region` (row0, row1, col0, col1), a block of pipeline/distributed: only the tile rows that touch its rows
+        and, in each, the batches (whole, as the whole run forms them) with a tile touching its columns; every
+        pixel of the region then gets the same tiles, batches and float64 sums, in the same order, as in the whole
+        run, and write's values span the region's columns. None: the whole grid."""
         dy, dx = offset
-        channels = 2 if self.ensemble > 1 else 1
-        accumulator = BandAccumulator(grid, lattice, channels)
-        rows = list(tile_rows(grid, lattice))
-        total, done = sum(len(r) for r in rows), 0
+        row0, row1, col0, col1 = region or (0, grid.height, 0, grid.width)
         t = self.tile
-        for index, jobs in enumerate(rows):
-            y = jobs[0].y
-            if index == 0:
+        y_of = lambda r: lattice.tile_origin(r, lattice.anchor_row)  # noqa: E731
+        x_of = lambda c: lattice.tile_origin(c, lattice.anchor_col)  # noqa: E731
+        rows = lattice.tile_range(0, grid.height, lattice.anchor_row)
+        cols = lattice.tile_range(0, grid.width, lattice.anchor_col)
+        chosen = [r for r in rows if y_of(r) < row1 and y_of(r) + t > row0]
+        batches = [cols[s : s + self.batch_size] for s in range(0, len(cols), self.batch_size)]
+        batches = [b for b in batches if x_of(b[0]) < col1 and x_of(b[-1]) + t > col0]
+        x0, x1 = x_of(batches[0][0]), x_of(batches[-1][-1]) + t  # grid columns the chosen tiles read
+        columns = Grid(grid.crs, grid.transform * Affine.translation(col0, 0), col1 - col0, grid.height)
+        accumulator = BandAccumulator(columns, lattice, 2 if self.ensemble > 1 else 1)
+        total, done = len(chosen) * sum(len(b) for b in batches), 0
+        for k, r in enumerate(chosen):
+            y = y_of(r)
+            if k == 0:
                 accumulator.start_band(y)
             else:
-                self._flush(accumulator, y, dmsp, grid, offset, write)
-            band = Window(0, y + dy, extended.width, t)
+                self._flush(accumulator, y, dmsp, grid, offset, write, region)
+            band = Window(x0 + dx, y + dy, x1 - x0, t)
             dn = dmsp.read(band)
             reference = viirs.read(band) if viirs is not None else None
             dnc = intercal.apply(dn)
             reference_dnc = None
             if self.condition_version == 2 and reference is not None:
-                reference_dnc = self._reference_dnc(viirs, extended, intercal, y + dy)
+                reference_dnc = self._reference_dnc(viirs, extended, intercal, y + dy, x0 + dx, x1 + dx)
                 dnc = dnc * np.float32(self.dmsp_gain)
-            for start in range(0, len(jobs), self.batch_size):
+            for columns_of_batch in batches:
                 check_cancel()
-                batch = jobs[start : start + self.batch_size]
-                cols = [slice(job.x + dx, job.x + dx + t) for job in batch]
-                members = self.members(dnc, reference, reference_dnc, cols, batch, seed)
+                batch = [TileJob(r, c, y, x_of(c)) for c in columns_of_batch]
+                cuts = [slice(job.x - x0, job.x - x0 + t) for job in batch]
+                members = self.members(dnc, reference, reference_dnc, cuts, batch, seed)
                 stack = np.stack(members)  # [K, B, T, T]
                 mean = stack.mean(axis=0)
                 spread = stack.std(axis=0) if self.ensemble > 1 else None
                 for i, job in enumerate(batch):
                     values = mean[i][None] if spread is None else np.stack([mean[i], spread[i]])
-                    accumulator.add(job, values)
+                    accumulator.add(TileJob(job.row, job.col, job.y, job.x - col0), values)
                 done += len(batch)
                 progress(done / total)
-        self._flush(accumulator, grid.height + t, dmsp, grid, offset, write)
+        after = chosen[-1] + 1  # where the whole run flushes next: rows below it are outside the region
+        upto = y_of(after) if after in rows else grid.height + t
+        self._flush(accumulator, upto, dmsp, grid, offset, write, region)
 
-    def _reference_dnc(self, viirs: AlignedReader, extended: Grid, intercal: Intercalibration, row: int) -> np.ndarray:
-        """Condition v2's 4th channel for the band of rows [row, row + tile) of the extended grid: the reference
-        simulated to intercalibrated DMSP DN, read with a halo of rows above and below (clipped at the grid's
-        edges, where the reference counts as dark; the band already spans the grid's whole width)."""
+    def _reference_dnc(
+        self, viirs: AlignedReader, extended: Grid, intercal: Intercalibration, row: int, col0: int = 0, col1: int | None = None
+    ) -> np.ndarray:
+        """Condition v2's 4th channel for the band of rows [row, row + tile) and columns [col0, col1) of the
+        extended grid: the reference simulated to intercalibrated DMSP DN, read with a halo of rows and columns
+        (clipped at the grid's edges, where the reference counts as dark). Simulated in fixed chunks of
+        REFERENCE_CHUNK columns, each with its own halo: a chunk's values depend on its position only, so a block of
+        columns (pipeline/distributed) gets the whole run's values and memory does not grow with the width. An
+        extended grid at most REFERENCE_CHUNK wide is one chunk, the whole band."""
         from ..sensor.sensors import DmspParameters, fwhm_to_sigma
         from .reference_change import grid_pixel_km
 
         params = DmspParameters.calibrated()
         t = self.tile
+        col1 = extended.width if col1 is None else col1
         dx_km, dy_km = grid_pixel_km(extended, row + t / 2)
         sigma = fwhm_to_sigma(params.halo_fwhm_km) + fwhm_to_sigma(params.psf_fwhm_km)
         margin = int(np.ceil(4 * sigma / max(min(dx_km, dy_km), 1e-6))) + 2
         top, bottom = max(row - margin, 0), min(row + t + margin, extended.height)
+        out = np.zeros((t, col1 - col0), np.float32)
         if bottom <= top:
-            return np.zeros((t, extended.width), np.float32)
-        wide = viirs.read(Window(0, top, extended.width, bottom - top))
-        simulated = reference_dmsp(wide, (dx_km, dy_km), intercal, params)
-        out = np.zeros((t, extended.width), np.float32)
+            return out
         lo, hi = row - top, min(row + t, extended.height) - top
-        out[: hi - lo] = simulated[lo:hi]
+        for start in range(col0 - col0 % REFERENCE_CHUNK, col1, REFERENCE_CHUNK):
+            stop = min(start + REFERENCE_CHUNK, extended.width)
+            left, right = max(start - margin, 0), min(stop + margin, extended.width)
+            wide = viirs.read(Window(left, top, right - left, bottom - top))
+            simulated = reference_dmsp(wide, (dx_km, dy_km), intercal, params)
+            a, b = max(start, col0), min(stop, col1)
+            out[: hi - lo, a - col0 : b - col0] = simulated[lo:hi, a - left : b - left]
         return out
 
     @staticmethod
-    def _flush(accumulator, upto, dmsp, grid, offset, write) -> None:
+    def _flush(accumulator, upto, dmsp, grid, offset, write, region=None) -> None:
+        row0, row1, col0, col1 = region or (0, grid.height, 0, grid.width)
         first, values = accumulator.finished_rows(upto)
-        lo, hi = max(first, 0), min(first + values.shape[1], grid.height)
+        lo, hi = max(first, row0), min(first + values.shape[1], row1)
         if hi <= lo:
             return
         values = values[:, lo - first : hi - first]
         dy, dx = offset
-        missing = np.isnan(dmsp.read(Window(dx, lo + dy, grid.width, hi - lo)))
+        missing = np.isnan(dmsp.read(Window(dx + col0, lo + dy, col1 - col0, hi - lo)))
         values[:, missing] = np.nan  # nodata in DMSP stays nodata, never light
         write(lo, values)
 

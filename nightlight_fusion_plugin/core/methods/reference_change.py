@@ -179,21 +179,20 @@ class ReferenceChangeFusion:
         }
 
 
-def run_reference_change(
+def prepare_reference_change(
     request,
     dmsp: RasterInfo,
     viirs: RasterInfo | None,
     grid: Grid,
     intercal: Intercalibration,
-    writer_factory: Callable,
     report: Callable[[float, str], None],
     check_cancel: Callable[[], None],
-    mask=None,
     agreement: Agreement | None = None,
     prior: ChangePrior | None = None,
 ) -> ReferenceChangeFusion:
-    """Fit the fallback curve (one windowed pass, as the baseline), then write block by block. `agreement`:
-    reference_dmsp_agreement's result when the caller has it already (measured here otherwise)."""
+    """The scene-wide part, once on the whole area: the sensor's share of the level difference, the change weight,
+    and the fallback curve (one windowed pass, as the baseline). `agreement`: reference_dmsp_agreement's result
+    when the caller has it already (measured here otherwise). The blocks of a distributed run get this method."""
     if viirs is None:
         raise InputError(
             "The reference-change model scales a VIIRS reference by the change the DMSP sees, so it needs a "
@@ -215,8 +214,50 @@ def run_reference_change(
             check_cancel,
         )
     method.notes.extend(method.traditional.notes)
+    return method
+
+
+def predict_window(
+    method: ReferenceChangeFusion, dmsp_reader: AlignedReader, viirs_reader: AlignedReader, grid: Grid, window: Window
+) -> np.ndarray:
+    """Output for one of the grid's windows (grid.blocks of the request's block size), the readers on
+    expanded(grid, method.margin(grid)): the unit of work of fuse() and of every distributed block alike."""
     margin = method.margin(grid)
-    wide = expanded(grid, margin)
+    read = Window(window.col_off, window.row_off, window.width + 2 * margin, window.height + 2 * margin)
+    crop = (slice(margin, margin + window.height), slice(margin, margin + window.width))
+    pixel_km = grid_pixel_km(grid, window.row_off + window.height / 2)
+    return method.predict(dmsp_reader.read(read), viirs_reader.read(read), pixel_km, crop)
+
+
+def closing_notes(method: ReferenceChangeFusion) -> list[str]:
+    """The fallback share (from the method's pixel counts) and the fallback curve."""
+    notes = []
+    if method.valid_pixels:
+        share = 100.0 * method.fallback_pixels / method.valid_pixels
+        notes.append(
+            f"reference-change: the traditional estimate was used on {share:.1f} % of the pixels "
+            "(reference holes, or new light where the reference is dark)"
+        )
+    return notes + [f"Calibration (fallback): {method.traditional.curve.describe()}"]
+
+
+def run_reference_change(
+    request,
+    dmsp: RasterInfo,
+    viirs: RasterInfo | None,
+    grid: Grid,
+    intercal: Intercalibration,
+    writer_factory: Callable,
+    report: Callable[[float, str], None],
+    check_cancel: Callable[[], None],
+    mask=None,
+    agreement: Agreement | None = None,
+    prior: ChangePrior | None = None,
+) -> ReferenceChangeFusion:
+    """prepare_reference_change, then write block by block."""
+    method = prepare_reference_change(request, dmsp, viirs, grid, intercal, report, check_cancel, agreement, prior)
+    resampling = Resampling[request.dmsp_resampling]
+    wide = expanded(grid, method.margin(grid))
     total = grid.block_count(request.block_size)
     with (
         AlignedReader(dmsp, wide, resampling) as dmsp_reader,
@@ -225,22 +266,13 @@ def run_reference_change(
     ):
         for i, window in enumerate(grid.blocks(request.block_size)):
             check_cancel()
-            read = Window(window.col_off, window.row_off, window.width + 2 * margin, window.height + 2 * margin)
-            crop = (slice(margin, margin + window.height), slice(margin, margin + window.width))
-            pixel_km = grid_pixel_km(grid, window.row_off + window.height / 2)
-            values = method.predict(dmsp_reader.read(read), viirs_reader.read(read), pixel_km, crop)
+            values = predict_window(method, dmsp_reader, viirs_reader, grid, window)
             writer.write(mask.apply(values, window) if mask is not None else values, window)
             report(0.3 + 0.65 * (i + 1) / total, f"Block {i + 1}/{total}")
         check_cancel()
         report(0.95, "Building overviews")
         writer.finish()
-    if method.valid_pixels:
-        share = 100.0 * method.fallback_pixels / method.valid_pixels
-        method.notes.append(
-            f"reference-change: the traditional estimate was used on {share:.1f} % of the pixels "
-            "(reference holes, or new light where the reference is dark)"
-        )
-    method.notes.append(f"Calibration (fallback): {method.traditional.curve.describe()}")
+    method.notes.extend(closing_notes(method))
     return method
 
 

@@ -23,6 +23,7 @@ from ..errors import InputError
 from .grids import Bounds, Grid
 
 POLYGONAL = ("Polygon", "MultiPolygon")
+MASK_CHUNK = 512  # pixels per side of the chunks a mask is rasterised on (GridMask)
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,39 @@ class PolygonMask:
 
 
 class GridMask:
-    """The mask on one output grid; `apply` blanks (NaN or nodata) what lies outside the polygons."""
+    """The mask on one output grid; `apply` blanks (NaN or nodata) what lies outside the polygons.
+
+    Rasterised on fixed MASK_CHUNK² chunks of the grid, then cut to the window asked for: whether a pixel whose
+    centre lies on a polygon's edge is in is decided in floating point from the rasterised window's origin, so a
+    pixel must be decided in one window only, whichever window (a block of fuse(), a distributed block) asks."""
 
     def __init__(self, grid: Grid, geometries: list[dict]):
         self.grid, self.geometries = grid, geometries
+        self._chunks: dict[tuple[int, int], np.ndarray] = {}
 
     def inside(self, window: Window) -> np.ndarray:
-        return geometry_mask(
-            self.geometries,
-            out_shape=(int(window.height), int(window.width)),
-            transform=window_transform(window, self.grid.transform),
-            invert=True,
-        )
+        r0, c0, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
+        out = np.zeros((h, w), bool)
+        for row in range(r0 - r0 % MASK_CHUNK, r0 + h, MASK_CHUNK):
+            for col in range(c0 - c0 % MASK_CHUNK, c0 + w, MASK_CHUNK):
+                chunk = self._chunk(row, col)
+                a0, a1 = max(row, r0), min(row + chunk.shape[0], r0 + h)
+                b0, b1 = max(col, c0), min(col + chunk.shape[1], c0 + w)
+                out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = chunk[a0 - row : a1 - row, b0 - col : b1 - col]
+        return out
+
+    def _chunk(self, row: int, col: int) -> np.ndarray:
+        if (row, col) not in self._chunks:
+            if len(self._chunks) >= 64:  # bounded: a window needs a few chunks, a band of them is met in turn
+                self._chunks.pop(next(iter(self._chunks)))
+            height, width = min(MASK_CHUNK, self.grid.height - row), min(MASK_CHUNK, self.grid.width - col)
+            self._chunks[row, col] = geometry_mask(
+                self.geometries,
+                out_shape=(height, width),
+                transform=window_transform(Window(col, row, width, height), self.grid.transform),
+                invert=True,
+            )
+        return self._chunks[row, col]
 
     def apply(self, values: np.ndarray, window: Window, nodata: float = np.nan) -> np.ndarray:
         """values: [H, W] or [C, H, W] for the window."""

@@ -93,7 +93,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
 
 def _cluster_options(args: argparse.Namespace):
-    from .core.pipeline.distributed import BLOCK_ROWS, ClusterOptions
+    from .core.pipeline.distributed import BLOCK_COLS, BLOCK_ROWS, ClusterOptions
 
     return ClusterOptions(
         workers=args.workers,
@@ -101,14 +101,16 @@ def _cluster_options(args: argparse.Namespace):
         scheduler=args.scheduler,
         resume=args.resume,
         block_rows=args.block_rows or BLOCK_ROWS,
+        block_cols=args.block_cols or BLOCK_COLS,
     )
 
 
 def _add_cluster_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, help="run blocks of rows on a local Dask cluster of N worker processes")
+    p.add_argument("--workers", type=int, help="run blocks of the output on a local Dask cluster of N worker processes")
     p.add_argument("--scheduler", help="run blocks on a running dask.distributed scheduler (tcp://HOST:8786)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted block run (finished blocks are journalled)")
-    p.add_argument("--block-rows", type=int, help="output rows per task (default 512; baseline: whole 512-row reads)")
+    p.add_argument("--block-rows", type=int, help="output rows per task (default 512; placed on the method's boundaries)")
+    p.add_argument("--block-cols", type=int, help="output columns per task (default 4096; placed on the method's boundaries)")
 
 
 def _int_list(text: str) -> list[int]:

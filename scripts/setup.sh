@@ -25,16 +25,30 @@ fi
 
 # constraints.txt is the lock: one exact version of every package pip installs here (make pins refreshes it,
 # see scripts/refresh_pins.sh); requirements*.txt say what is wanted, the lock which release of it.
-# Re-running on a ready machine is quick: pip is only called when a requirements file or the lock changed.
-stamp=.venv/.nlf-setup-stamp
-want=$(cat constraints.txt requirements-dev.txt requirements.txt ${1:+requirements-training.txt requirements-dask.txt} | sha1sum | cut -c1-40)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+# Re-running on a ready machine is quick: pip is only called when a requirements file or the lock changed. One stamp
+# per mode (the hash of the files that mode installs): plugin (make demo, make zip) and training (make test, make
+# bench), so alternating them does not reinstall; a training install holds the plugin's too, so it stamps both.
+case "${1:-plugin}" in
+  plugin|training) mode=${1:-plugin} ;;
+  *) echo "usage: scripts/setup.sh [training]" >&2; exit 2 ;;
+esac
+hash_of() { cat "$@" | sha1sum | cut -c1-40; }
+plugin_files=(constraints.txt requirements.txt requirements-dev.txt)
+training_files=("${plugin_files[@]}" requirements-training.txt requirements-dask.txt)
+plugin_stamp=.venv/.nlf-setup-plugin
+training_stamp=.venv/.nlf-setup-training
+rm -f .venv/.nlf-setup-stamp  # the single stamp of earlier versions (it held either mode's hash)
+plugin_ok() { [ "$(cat "$plugin_stamp" 2>/dev/null)" = "$(hash_of "${plugin_files[@]}")" ]; }
+training_ok() { [ "$(cat "$training_stamp" 2>/dev/null)" = "$(hash_of "${training_files[@]}")" ]; }
+if [ "$mode" = training ] && ! training_ok; then
   .venv/bin/python -m pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt
-  if [ "${1:-}" = "training" ]; then
-    # training extras and the optional Dask scale-out (its tests run in make test)
-    .venv/bin/python -m pip install -q -c constraints.txt -r requirements-training.txt -r requirements-dask.txt
-  fi
-  echo "$want" > "$stamp"
+  # training extras and the optional Dask scale-out (its tests run in make test)
+  .venv/bin/python -m pip install -q -c constraints.txt -r requirements-training.txt -r requirements-dask.txt
+  hash_of "${training_files[@]}" > "$training_stamp"
+  hash_of "${plugin_files[@]}" > "$plugin_stamp"
+elif [ "$mode" = plugin ] && ! plugin_ok && ! training_ok; then
+  .venv/bin/python -m pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt
+  hash_of "${plugin_files[@]}" > "$plugin_stamp"
 fi
 # Anything in .venv at another version than the lock (a hand-made pip install) is said, not silently kept.
 .venv/bin/python -m pip freeze --local --all 2>/dev/null | .venv/bin/python -c '

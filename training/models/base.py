@@ -11,7 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from nightlight_fusion_plugin.core.engine.transforms import CONDITION_CHANNELS, RADIANCE_MIN, TARGETS, radiance_to_model
+from nightlight_fusion_plugin.core.engine.transforms import (
+    CONDITION_CHANNELS,
+    RADIANCE_MIN,
+    TARGETS,
+    TRADITIONAL_CHANNEL,
+    radiance_to_model,
+)
 
 from .unet import UNetConfig
 
@@ -73,7 +79,11 @@ class ConditionConfig:
     def validate(self) -> None:
         choice("target", self.target, TARGETS)
         if self.condition_version not in CONDITION_CHANNELS:
-            raise ConfigError(f"[model] condition_version = {self.condition_version!r} is not one of 1, 2")
+            raise ConfigError(f"[model] condition_version = {self.condition_version!r} is not one of 1, 2, 3")
+        if (self.condition_version == 3) != (self.target == "residual_traditional"):
+            raise ConfigError(
+                "[model] target 'residual_traditional' goes with condition_version 3 (the traditional estimate is its input)"
+            )
 
     def input_channels(self) -> int:
         """Condition channels the network takes (3 for version 1, 4 for version 2)."""
@@ -83,9 +93,12 @@ class ConditionConfig:
 def to_residual(target: torch.Tensor, condition: torch.Tensor, kind: str) -> torch.Tensor:
     """Model-space radiance [B, 1, H, W] -> what the network (or the generative variable x_0) represents:
     itself for "absolute"; for "residual_log" target - reference where the reference mask (condition channel 2)
-    is 1, the target itself where it is 0. The exact inverse of from_residual."""
+    is 1, the target itself where it is 0; for "residual_traditional" target - the traditional estimate (condition
+    v3's channel TRADITIONAL_CHANNEL) everywhere. The exact inverse of from_residual."""
     if kind == "absolute":
         return target
+    if kind == "residual_traditional":
+        return target - condition[:, TRADITIONAL_CHANNEL : TRADITIONAL_CHANNEL + 1]
     if kind != "residual_log":
         raise ValueError(f"unknown target {kind!r}")
     return torch.where(condition[:, 2:3] > 0, target - condition[:, 1:2], target)
@@ -94,9 +107,11 @@ def to_residual(target: torch.Tensor, condition: torch.Tensor, kind: str) -> tor
 def from_residual(prediction: torch.Tensor, condition: torch.Tensor, kind: str) -> torch.Tensor:
     """Network output / generative sample -> model-space radiance: core transforms.apply_target in torch
     (reference + prediction where the mask is 1, the prediction where it is 0), so training, validation and
-    the ONNX engine agree."""
+    the ONNX engine agree; residual_traditional: the traditional estimate + prediction everywhere)."""
     if kind == "absolute":
         return prediction
+    if kind == "residual_traditional":
+        return condition[:, TRADITIONAL_CHANNEL : TRADITIONAL_CHANNEL + 1] + prediction
     if kind != "residual_log":
         raise ValueError(f"unknown target {kind!r}")
     return torch.where(condition[:, 2:3] > 0, condition[:, 1:2] + prediction, prediction)

@@ -41,10 +41,10 @@ class DiffusionConfig(ConditionConfig, BackboneConfig):  # condition_version / t
 
     def validate(self) -> None:
         super().validate()
-        if self.target == "residual_log" and self.clip_sample_range < RESIDUAL_SPAN:
+        if self.target in ("residual_log", "residual_traditional") and self.clip_sample_range < RESIDUAL_SPAN:
             raise ConfigError(
                 f"[model] clip_sample_range = {self.clip_sample_range} would clip valid residuals (target "
-                f"'residual_log' spans ±{RESIDUAL_SPAN:.4f} in model space); use 2.25"
+                f"'{self.target}' spans ±{RESIDUAL_SPAN:.4f} in model space); use 2.25"
             )
         choice("prediction", self.prediction, ("epsilon", "v_prediction"))
         choice("schedule", self.schedule, SCHEDULES)

@@ -324,6 +324,8 @@ class ConditionalGlow(Family):
         empty = torch.full_like(x0, -1.0)
         if self.config.target == "residual_log":
             empty = torch.where(condition[:, 2:3] > 0, torch.zeros_like(x0), empty)
+        elif self.config.target == "residual_traditional":
+            empty = torch.zeros_like(x0)  # the traditional estimate as it is
         x0 = torch.where(valid > 0, x0, empty)
         nll = self.nll(x0.float(), condition.float())
         weight = valid.flatten(1).mean(1)

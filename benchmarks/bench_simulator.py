@@ -61,7 +61,8 @@ def main() -> None:
 def training_step_seconds(batch: int) -> float | None:
     """Seconds per optimisation step of the diffusion config's model, if the model package is there."""
     try:
-        from training.train import build_model, load_config  # noqa: PLC0415
+        from training.config import load_config  # noqa: PLC0415
+        from training.models import build_model  # noqa: PLC0415
     except ImportError:
         return None
     torch.set_num_threads(2)

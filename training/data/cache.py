@@ -123,7 +123,7 @@ class CachedDataset(Dataset):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..train import load_config
+    from ..config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m training.data.cache", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="training config whose [data] table to cache")

@@ -6,52 +6,13 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from nightlight_fusion_plugin.core.engine.transforms import condition_stack_v, radiance_to_model, reference_dmsp
 from nightlight_fusion_plugin.core.raster.grids import VIIRS_PIXEL_DEG, upsample2_bilinear
-from nightlight_fusion_plugin.core.sensor.intercalibration import intercalibration_for
 from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km
 
 from ..simulate.pairs import DMSP_YEARS, make_pair
+from .tiles import CONDITION_CHANNELS, augment, to_model_space
 
-CONDITION_CHANNELS = ("dmsp", "reference", "reference_mask")
-
-
-def to_model_space(
-    dmsp_dn_fine: np.ndarray,
-    satellite: str | None,
-    year: int | None,
-    reference: np.ndarray | None,
-    target: np.ndarray | None,
-    condition_version: int = 1,
-    reference_dnc: np.ndarray | None = None,
-    pixel_km: tuple[float, float] = (0.46, 0.46),
-) -> dict[str, np.ndarray]:
-    """Stack physical arrays on the VIIRS grid into model inputs (the same steps the inference engine takes:
-    DMSP raw DN already resampled to the VIIRS grid -> intercalibration -> scaling).
-
-    condition_version 2: reference_dnc is the reference simulated to intercalibrated DMSP (core's
-    transforms.reference_dmsp, best computed on a context with a halo and cropped); when it is not given it is
-    simulated from `reference` on the tile itself (the tile edge counts as dark beyond)."""
-    intercal = intercalibration_for(satellite, year)
-    dnc = intercal.apply(dmsp_dn_fine)
-    if condition_version == 2 and reference is not None and reference_dnc is None:
-        reference_dnc = reference_dmsp(reference, pixel_km, intercal)
-    out = {"condition": condition_stack_v(dnc, reference, reference_dnc, condition_version)}
-    if target is not None:
-        valid = np.isfinite(target) & np.isfinite(dmsp_dn_fine)
-        out["target"] = np.where(valid, radiance_to_model(np.nan_to_num(target, nan=0.0)), 0.0)[None].astype(np.float32)
-        out["valid"] = valid[None].astype(np.float32)
-    return out
-
-
-def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random flip and rot90, the same for every array (night lights have no preferred orientation)."""
-    k, flip = int(rng.integers(4)), bool(rng.integers(2))
-    out = {}
-    for key, a in arrays.items():
-        a = np.rot90(a, k, axes=(-2, -1))
-        out[key] = np.ascontiguousarray(a[..., ::-1] if flip else a)
-    return out
+__all__ = ["CONDITION_CHANNELS", "SyntheticPairs", "augment", "build_dataset", "to_model_space"]
 
 
 class SyntheticPairs(Dataset):

@@ -8,9 +8,6 @@ Greece mean (2465×1667, 16 MB) for cheap random tiles, so it is read once per p
 
 from __future__ import annotations
 
-import glob
-import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,6 @@ from torch.utils.data import Dataset
 from nightlight_fusion_plugin.core.raster.grids import (
     VIIRS_PIXEL_DEG,
     AlignedReader,
-    Grid,
     MeanReader,
     inspect_raster,
     output_grid,
@@ -31,16 +27,13 @@ from nightlight_fusion_plugin.core.raster.grids import (
 from nightlight_fusion_plugin.core.sensor.intercalibration import parse_satellite_year
 from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km, simulate_dmsp
 
+from ..real_sources import DEFAULT_REAL, GREECE_HOLDOUT, greece_mean
 from ..simulate.pairs import MARGIN_PX
 from ..simulate.scenes import smooth_noise
 from ..simulate.sensors_random import outside_training_range, random_dmsp_parameters
-from .datasets import augment, to_model_space
+from .tiles import augment, to_model_space
 
-# Thessaloniki and its hinterland: never used for training, only for validation and the report.
-GREECE_HOLDOUT = (22.3, 40.2, 24.3, 41.2)  # lon/lat: west, south, east, north
-# ../shared/data beside the checkout; NLF_SHARED_DATA points elsewhere (as in the tests; e.g. a copy of the tree
-# on another machine).
-DEFAULT_REAL = Path(os.environ.get("NLF_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data") / "real"
+__all__ = ["DEFAULT_REAL", "GREECE_HOLDOUT", "RealPairs", "SemiRealGreece", "greece_mean"]
 
 
 def _overlaps(a: tuple, b: tuple) -> bool:
@@ -117,23 +110,6 @@ class RealPairs(Dataset):
         if self.augment:
             arrays = augment(arrays, rng)
         return {key: torch.from_numpy(value) for key, value in arrays.items()}
-
-
-@lru_cache(maxsize=2)
-def greece_mean(real_dir: str) -> tuple[np.ndarray, Grid]:
-    """12-month mean of the Greece 2017 VIIRS composites on their own grid (NaN = nodata)."""
-    paths = sorted(glob.glob(str(Path(real_dir) / "greece" / "viirs_dnb_monthly_2017_*.tif")))
-    if len(paths) != 12:
-        raise FileNotFoundError(f"expected 12 Greece VIIRS monthly composites under {real_dir}/greece")
-    infos = [inspect_raster(p, "VIIRS") for p in paths]
-    grid = Grid(infos[0].crs, infos[0].transform, infos[0].width, infos[0].height)
-    readers = [AlignedReader(i, grid, Resampling.nearest).__enter__() for i in infos]
-    try:
-        mean = MeanReader(readers).read(Window(0, 0, grid.width, grid.height))
-    finally:
-        for r in readers:
-            r.__exit__(None, None, None)
-    return mean, grid
 
 
 class SemiRealGreece(Dataset):

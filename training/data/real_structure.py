@@ -4,16 +4,15 @@ reference/target pairs in both directions, DMSP simulated from the target with r
 The two years are a real temporal pair (1 year apart: real small changes, real noise, real dark desert and real
 bright cores), which synthetic scenes cannot give; long gaps and new towns come from the synthetic scenes mixed
 in by `build_dataset` (kind "refaware"). Every context window (the tile plus the DMSP halo margin) that touches a
-region of `holdout.REAL_TEMPORAL_HOLDOUT` is refused, so the real-temporal evaluation stays unseen; the tile
+region of `real_sources.REAL_TEMPORAL_HOLDOUT` is refused, so the real-temporal evaluation stays unseen; the tile
 20–30N/30–40E is a hold-out region as a whole and is never opened.
 
-Augmentation: flips/rot90 (datasets.augment), a common gain on target and reference (brighter or dimmer
+Augmentation: flips/rot90 (tiles.augment), a common gain on target and reference (brighter or dimmer
 scenes), a small relative gain on the reference (inter-year calibration differences), reference dropout.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -27,39 +26,14 @@ from nightlight_fusion_plugin.core.raster.grids import VIIRS_PIXEL_DEG, upsample
 from nightlight_fusion_plugin.core.sensor.intercalibration import intercalibration_for
 from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km, simulate_dmsp
 
+from ..real_sources import DEFAULT_REAL, SUDAN_YEARS, overlaps_holdout, sudan_tiles
 from ..simulate.pairs import MARGIN_PX
 from ..simulate.sensors_random import random_dmsp_parameters
-from .datasets import augment, to_model_space
-from .holdout import overlaps_holdout
+from .tiles import augment, to_model_space
 
-SUDAN_YEARS = (2023, 2024)
+__all__ = ["SUDAN_YEARS", "RealStructurePairs", "overlaps_holdout", "sudan_tiles", "window_bounds"]
+
 DMSP_YEARS = (1992, 2013)
-_NAME = re.compile(r"vnp46a3_(\d{4})_(\d{2})_(\d{2})N(\d{2})N_(\d{2})E(\d{2})E\.tif$")
-
-
-def sudan_tiles(real_dir: str | Path) -> dict[str, dict[int, Path]]:
-    """{tile key: {year: path}} for the Black Marble tiles that have both years and are not wholly held out."""
-    tiles: dict[str, dict[int, Path]] = {}
-    for path in sorted((Path(real_dir) / "sudan_blackmarble").glob("vnp46a3_*.tif")):
-        m = _NAME.search(path.name)
-        if not m:
-            continue
-        year, south, north, west, east = int(m[1]), int(m[3]), int(m[4]), int(m[5]), int(m[6])
-        key = f"{south:02d}N{north:02d}N_{west:02d}E{east:02d}E"
-        tiles.setdefault(key, {})[year] = path
-    out = {}
-    for key, years in tiles.items():
-        if not all(y in years for y in SUDAN_YEARS):
-            continue
-        m = re.match(r"(\d+)N(\d+)N_(\d+)E(\d+)E", key)
-        south, north, west, east = (float(v) for v in m.groups())
-        name = overlaps_holdout((west + 1e-6, south + 1e-6, east - 1e-6, north - 1e-6))
-        if name is not None and name.startswith("sudan_tile"):
-            continue  # the whole tile is a hold-out region
-        out[key] = years
-    if not out:
-        raise FileNotFoundError(f"no Sudan Black Marble tile pairs (2023 and 2024) under {real_dir}/sudan_blackmarble")
-    return out
 
 
 def window_bounds(transform, row: int, col: int, size: int) -> tuple[float, float, float, float]:
@@ -89,8 +63,6 @@ class RealStructurePairs(Dataset):
         reference_gain_sigma: float = 0.1,
         dark_keep: float = 0.2,
     ):
-        from .real import DEFAULT_REAL
-
         self.tiles = sudan_tiles(real_dir or DEFAULT_REAL)
         self.keys = sorted(self.tiles)
         self.length, self.tile, self.seed, self.spread = length, tile, seed, spread

@@ -43,8 +43,7 @@ from nightlight_fusion_plugin.core.sensor.calibration import SATURATION_THRESHOL
 from nightlight_fusion_plugin.core.sensor.scene_gain import PRIOR_JSON
 from nightlight_fusion_plugin.core.sensor.sensors import DmspParameters
 
-from ..data.holdout import overlaps_holdout
-from ..data.real_structure import sudan_tiles
+from ..real_sources import overlaps_holdout, sudan_tiles
 from .sensors_random import random_dmsp_parameters
 
 WINDOW = 512

@@ -1,4 +1,4 @@
-"""Semi-real evaluation scenes from the Greece hold-out region (training.data.real.GREECE_HOLDOUT).
+"""Semi-real evaluation scenes from the Greece hold-out region (training.real_sources.GREECE_HOLDOUT).
 
 Truth: the 12-month 2017 Greece VIIRS mean. DMSP: simulated from it by the calibrated sensor model (the
 same `simulate_dmsp_raster` the users' command runs), for a DMSP-era satellite-year. Reference: the truth
@@ -19,7 +19,7 @@ from rasterio.windows import Window
 
 from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
 
-from ..data.real import GREECE_HOLDOUT, greece_mean
+from ..real_sources import GREECE_HOLDOUT, greece_mean
 from .scenes import smooth_noise
 
 SATELLITE, YEAR, REFERENCE_YEAR = "F15", 2005, 2017

@@ -5,7 +5,7 @@ command users run), with sensor parameters drawn from the calibrated range (even
 python -m training.simulate real-temporal --region sudan --out DIR          # Black Marble Feb 2024, ref Feb 2023
 python -m training.simulate real-temporal --region mumbai --gap 5 --out DIR  # annual medians 5 years apart
 
-Scenes come only from `training.data.holdout.REAL_TEMPORAL_HOLDOUT` (never trained on):
+Scenes come only from `training.real_sources.REAL_TEMPORAL_HOLDOUT` (never trained on):
 - sudan: four 768² windows of tile 20–30N/30–40E chosen by their light (the two brightest: Jeddah/Mecca and the
   Nile at Cairo's edge; the median; the darkest mostly-valid one: desert), and the Libyan flare field
   (704², tile 20–30N/20–30E); 2.9 Mpx. A one-year gap (truth Feb 2024, reference Feb 2023).
@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
 from nightlight_fusion_plugin.core.sensor.sensors import DmspParameters
 
-from ..data.holdout import REAL_TEMPORAL_HOLDOUT
+from ..real_sources import REAL_TEMPORAL_HOLDOUT
 from .sensors_random import outside_training_range, random_dmsp_parameters
 
 SUDAN_FILE = "sudan_blackmarble/vnp46a3_{date}_02_{tile}.tif"

@@ -1,0 +1,57 @@
+"""What an exported model says about itself: the ONNX metadata the engine reads (nlf_*), and the commit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import onnx
+
+from nightlight_fusion_plugin.core.engine import transforms
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def add_metadata(path: Path, meta: dict[str, str]) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+def model_metadata(state: dict, model_id: str, precision: str, tile: int, multiple: int) -> dict[str, str]:
+    meta = state["meta"]
+    family = meta["family"]
+    schedule = dict(meta.get("schedule") or {})
+    prediction = schedule.get("prediction_type", "velocity" if family == "flow_matching" else "")
+    version = int(meta.get("condition_version") or 1)
+    return {
+        "nlf_family": family,
+        "nlf_model_id": model_id,
+        "nlf_precision": precision,
+        "nlf_prediction_type": prediction,
+        "nlf_schedule": json.dumps(schedule),
+        "nlf_transforms": json.dumps(meta.get("transforms") or transforms.describe()),
+        "nlf_input_channels": json.dumps(list(transforms.CONDITION_CHANNELS[version])),
+        "nlf_condition_version": str(version),
+        "nlf_target": str(meta.get("target") or "absolute"),
+        "nlf_tile_size": str(tile),
+        "nlf_multiple_of": str(multiple),
+        "nlf_native_resolution": "15 arcsec (VIIRS DNB grid)",
+        "nlf_training_data": json.dumps(meta.get("data") or {}),
+        "nlf_version": f"{model_id} step {state.get('step')} commit {meta.get('git_commit', 'unknown')}",
+        "nlf_config": json.dumps(meta.get("model_table") or {}),
+    }
+
+
+def condition_of(meta: dict) -> tuple[int, str]:
+    """(condition version, target) of a checkpoint's meta; absent = (1, 'absolute'), as in model_metadata."""
+    return int(meta.get("condition_version") or 1), str(meta.get("target") or "absolute")

@@ -1,0 +1,93 @@
+"""The real rasters training reads and the regions it must never train on, shared by the datasets
+(training.data) and the evaluation-set builders (training.simulate), below both.
+
+- DEFAULT_REAL: ../shared/data/real beside the checkout (NLF_SHARED_DATA points elsewhere).
+- REAL_TEMPORAL_HOLDOUT / overlaps_holdout: regions never trained on. The real-temporal evaluation set
+  (`python -m training.simulate real-temporal`) is cut from them, and every training dataset that reads real
+  rasters must skip them. Bounds are lon/lat (west, south, east, north), EPSG:4326.
+- GREECE_HOLDOUT / greece_mean: the semi-real Greece hold-out and the 12-month Greece mean it is cut from.
+- sudan_tiles: the Sudan Black Marble tile pairs (2023 and 2024) that are not wholly held out.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from nightlight_fusion_plugin.core.raster.grids import AlignedReader, Grid, MeanReader, inspect_raster
+
+# ../shared/data beside the checkout; NLF_SHARED_DATA points elsewhere (as in the tests; e.g. a copy of the tree
+# on another machine).
+DEFAULT_REAL = Path(os.environ.get("NLF_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data") / "real"
+# Thessaloniki and its hinterland: never used for training, only for validation and the report.
+GREECE_HOLDOUT = (22.3, 40.2, 24.3, 41.2)  # lon/lat: west, south, east, north
+SUDAN_YEARS = (2023, 2024)
+_NAME = re.compile(r"vnp46a3_(\d{4})_(\d{2})_(\d{2})N(\d{2})N_(\d{2})E(\d{2})E\.tif$")
+
+REAL_TEMPORAL_HOLDOUT: dict[str, tuple[float, float, float, float]] = {
+    # Black Marble tile 20–30N/30–40E, whole: the Nile valley and delta edge, Jeddah, Mecca (bright cores),
+    # the Eastern Desert (large dark areas) and the Red Sea (fill).
+    "sudan_tile_20N30N_30E40E": (30.0, 20.0, 40.0, 30.0),
+    # The Libyan oil fields in the north-west corner of tile 20–30N/20–30E: gas flares up to 3000 nW/cm²/sr.
+    "libya_flares": (20.0, 26.8, 23.2, 30.0),
+    # The whole Mumbai cube (2012–2023): a megacity with real change over gaps of 1–9 years.
+    "mumbai": (72.7, 18.8, 73.0, 19.3),
+}
+
+
+def overlaps_holdout(bounds: tuple[float, float, float, float]) -> str | None:
+    """The name of the first hold-out region that `bounds` (west, south, east, north) touches, else None."""
+    west, south, east, north = bounds
+    for name, (w, s, e, n) in REAL_TEMPORAL_HOLDOUT.items():
+        if west < e and east > w and south < n and north > s:
+            return name
+    return None
+
+
+@lru_cache(maxsize=2)
+def greece_mean(real_dir: str) -> tuple[np.ndarray, Grid]:
+    """12-month mean of the Greece 2017 VIIRS composites on their own grid (NaN = nodata)."""
+    paths = sorted(glob.glob(str(Path(real_dir) / "greece" / "viirs_dnb_monthly_2017_*.tif")))
+    if len(paths) != 12:
+        raise FileNotFoundError(f"expected 12 Greece VIIRS monthly composites under {real_dir}/greece")
+    infos = [inspect_raster(p, "VIIRS") for p in paths]
+    grid = Grid(infos[0].crs, infos[0].transform, infos[0].width, infos[0].height)
+    readers = [AlignedReader(i, grid, Resampling.nearest).__enter__() for i in infos]
+    try:
+        mean = MeanReader(readers).read(Window(0, 0, grid.width, grid.height))
+    finally:
+        for r in readers:
+            r.__exit__(None, None, None)
+    return mean, grid
+
+
+def sudan_tiles(real_dir: str | Path) -> dict[str, dict[int, Path]]:
+    """{tile key: {year: path}} for the Black Marble tiles that have both years and are not wholly held out."""
+    tiles: dict[str, dict[int, Path]] = {}
+    for path in sorted((Path(real_dir) / "sudan_blackmarble").glob("vnp46a3_*.tif")):
+        m = _NAME.search(path.name)
+        if not m:
+            continue
+        year, south, north, west, east = int(m[1]), int(m[3]), int(m[4]), int(m[5]), int(m[6])
+        key = f"{south:02d}N{north:02d}N_{west:02d}E{east:02d}E"
+        tiles.setdefault(key, {})[year] = path
+    out = {}
+    for key, years in tiles.items():
+        if not all(y in years for y in SUDAN_YEARS):
+            continue
+        m = re.match(r"(\d+)N(\d+)N_(\d+)E(\d+)E", key)
+        south, north, west, east = (float(v) for v in m.groups())
+        name = overlaps_holdout((west + 1e-6, south + 1e-6, east - 1e-6, north - 1e-6))
+        if name is not None and name.startswith("sudan_tile"):
+            continue  # the whole tile is a hold-out region
+        out[key] = years
+    if not out:
+        raise FileNotFoundError(f"no Sudan Black Marble tile pairs (2023 and 2024) under {real_dir}/sudan_blackmarble")
+    return out

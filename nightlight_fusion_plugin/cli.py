@@ -174,7 +174,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_intercalibrate(args: argparse.Namespace) -> int:
-    from .core.pipeline.fuse import intercalibrate
+    from .core.pipeline.calibrate import intercalibrate
 
     result = intercalibrate(
         args.dmsp, args.output, args.satellite, args.year, args.overwrite, progress=_progress_printer(args.quiet)
@@ -184,7 +184,7 @@ def cmd_intercalibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .core.pipeline.fuse import fit_calibration
+    from .core.pipeline.calibrate import fit_calibration
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:

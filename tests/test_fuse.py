@@ -4,7 +4,8 @@ import rasterio
 from conftest import write_raster
 
 from nightlight_fusion_plugin.core.errors import CancelledError, InputError, OutputError
-from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse, intercalibrate
+from nightlight_fusion_plugin.core.pipeline.calibrate import intercalibrate
+from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 from nightlight_fusion_plugin.core.report.metrics import all_metrics
 
 

@@ -53,7 +53,7 @@ def test_condition_v1_is_the_old_stack_byte_for_byte() -> None:
     assert condition_version({}) == 1 and condition_version({"nlf_condition_version": "2"}) == 2
     assert model_target({}) == "absolute" and model_target({"nlf_target": "residual_log"}) == "residual_log"
     with pytest.raises(ValueError):
-        condition_version({"nlf_condition_version": "3"})
+        condition_version({"nlf_condition_version": "4"})  # a version this plugin does not know
 
 
 def test_condition_v2_channel_is_the_reference_simulated_to_dmsp() -> None:

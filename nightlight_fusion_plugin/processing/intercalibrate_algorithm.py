@@ -27,7 +27,7 @@ class IntercalibrateAlgorithm(SatelliteYearRasterAlgorithm):
         )
 
     def produce(self, progress, cancelled):
-        from ..core.pipeline.fuse import intercalibrate
+        from ..core.pipeline.calibrate import intercalibrate
 
         return intercalibrate(
             self._input, self._output, self._satellite, self._year, overwrite=True, progress=progress, is_cancelled=cancelled

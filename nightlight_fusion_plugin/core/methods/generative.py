@@ -33,6 +33,7 @@ from ..engine.zoo import ZooModel, load_manifest
 from ..errors import InputError
 from ..raster.grids import AlignedReader, Grid, MirroredReader, RasterInfo
 from ..sensor.intercalibration import Intercalibration
+from ..sensor.sensors import fwhm_to_sigma
 
 OVERLAP_FRACTION = 0.25
 REFERENCE_CHUNK = 4096  # columns of condition v2's reference simulation at a time (_reference_dnc)
@@ -152,14 +153,25 @@ class GenerativeFusion:
         # scene-wide DMSP/reference level difference the prior puts on the sensor is divided out of the DMSP
         # channel, as reference-change does, so a sensor unlike the training's does not read as change.
         self.dmsp_gain = 1.0
+        # Condition v3 ("construct, then refine"): the scene-wide part of the traditional estimate the model corrects
+        # (methods/construct.py, measured once on the whole area by the pipeline) and the signed years from the DMSP
+        # to the reference (None: unknown, the model's learned "unknown" input).
+        self.construct = None
+        self.gap_years: float | None = None
+
+    def needs_construct(self) -> bool:
+        return self.condition_version == 3
 
     @property
     def device(self) -> str:
         return self.model.device
 
-    def members(self, dnc, reference, reference_dnc, cols: list[slice], batch: list[TileJob], seed: int) -> list[np.ndarray]:
+    def members(
+        self, dnc, reference, reference_dnc, cols: list[slice], batch: list[TileJob], seed: int, traditional=None
+    ) -> list[np.ndarray]:
         """Radiance of each ensemble member for a batch of tiles of one band (columns `cols`): the condition stack
-        of the model's version, the network, and the inverse of its target (residual models add the reference)."""
+        of the model's version, the network, and the inverse of its target (residual models add the reference,
+        or the traditional estimate)."""
         condition = np.stack(
             [
                 condition_stack_v(
@@ -167,6 +179,8 @@ class GenerativeFusion:
                     None if reference is None else reference[:, c],
                     None if reference_dnc is None else reference_dnc[:, c],
                     self.condition_version,
+                    None if traditional is None else traditional[:, c],
+                    self.gap_years,
                 )
                 for c in cols
             ]
@@ -242,15 +256,17 @@ class GenerativeFusion:
             dn = dmsp.read(band)
             reference = viirs.read(band) if viirs is not None else None
             dnc = intercal.apply(dn)
-            reference_dnc = None
-            if self.condition_version == 2 and reference is not None:
+            reference_dnc = traditional = None
+            if self.condition_version >= 2 and reference is not None:
                 reference_dnc = self._reference_dnc(viirs, extended, intercal, y + dy, x0 + dx, x1 + dx)
                 dnc = dnc * np.float32(self.dmsp_gain)
+            if self.condition_version == 3:
+                traditional = self._traditional(dmsp, viirs, extended, y + dy, x0 + dx, x1 + dx)
             for columns_of_batch in batches:
                 check_cancel()
                 batch = [TileJob(r, c, y, x_of(c)) for c in columns_of_batch]
                 cuts = [slice(job.x - x0, job.x - x0 + t) for job in batch]
-                members = self.members(dnc, reference, reference_dnc, cuts, batch, seed)
+                members = self.members(dnc, reference, reference_dnc, cuts, batch, seed, traditional)
                 stack = np.stack(members)  # [K, B, T, T]
                 mean = stack.mean(axis=0)
                 spread = stack.std(axis=0) if self.ensemble > 1 else None
@@ -293,6 +309,35 @@ class GenerativeFusion:
             simulated = reference_dmsp(wide, (dx_km, dy_km), intercal, params)
             a, b = max(start, col0), min(stop, col1)
             out[: hi - lo, a - col0 : b - col0] = simulated[lo:hi, a - left : b - left]
+        return out
+
+    def _traditional(self, dmsp, viirs, extended: Grid, row: int, col0: int, col1: int) -> np.ndarray:
+        """Condition v3's traditional estimate (radiance) for the band of rows [row, row + tile) and columns
+        [col0, col1) of the extended grid: methods/construct.py's estimate with the scene-wide values the pipeline
+        measured, read with the reference-change margin in fixed REFERENCE_CHUNK-column chunks like _reference_dnc,
+        so a block of columns gets the whole run's values."""
+        from .reference_change import grid_pixel_km, sensor_parameters
+
+        if self.construct is None:
+            raise InputError(f"Model {self.model_entry.id} refines the traditional estimate: the run must measure it first.")
+        params = sensor_parameters()
+        t = self.tile
+        dx_km, dy_km = grid_pixel_km(extended, row + t / 2)
+        sigma = fwhm_to_sigma(params.halo_fwhm_km) + fwhm_to_sigma(params.psf_fwhm_km)
+        margin = int(np.ceil(4 * sigma / max(min(dx_km, dy_km), 1e-6))) + 2
+        top, bottom = max(row - margin, 0), min(row + t + margin, extended.height)
+        out = np.full((t, col1 - col0), np.nan, np.float32)
+        if bottom <= top:
+            return out
+        lo, hi = row - top, min(row + t, extended.height) - top
+        for start in range(col0 - col0 % REFERENCE_CHUNK, col1, REFERENCE_CHUNK):
+            stop = min(start + REFERENCE_CHUNK, extended.width)
+            left, right = max(start - margin, 0), min(stop + margin, extended.width)
+            window = Window(left, top, right - left, bottom - top)
+            a, b = max(start, col0), min(stop, col1)
+            reference = viirs.read(window) if viirs is not None else None
+            crop = (slice(lo, hi), slice(a - left, b - left))
+            out[: hi - lo, a - col0 : b - col0] = self.construct.estimate(dmsp.read(window), reference, (dx_km, dy_km), crop)
         return out
 
     @staticmethod

@@ -3,7 +3,6 @@ CLI, the Processing algorithm and the dialog."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import os
 import time
@@ -12,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -21,17 +19,11 @@ from rasterio.windows import Window
 from ..engine.models import REFERENCE_CHANGE, ModelEntry, model_entry
 from ..errors import CancelledError, InputError
 from ..methods.baseline import TraditionalFusion
-from ..raster.grids import AlignedReader, Bounds, Grid, MeanReader, RasterInfo, inspect_raster, output_grid, value_range
+from ..raster.grids import AlignedReader, Bounds, Grid, RasterInfo, inspect_raster, output_grid, value_range
 from ..raster.mask import load_mask
 from ..raster.output import RasterWriter, check_output_path
-from ..sensor.calibration import RadianceCurve
-from ..sensor.intercalibration import (
-    DN_SATURATED,
-    Intercalibration,
-    intercalibration_for,
-    parse_reference_year,
-    parse_satellite_year,
-)
+from ..sensor.intercalibration import DN_SATURATED, Intercalibration, intercalibration_for, parse_satellite_year
+from .scene import construct_for, scene_dmsp_gain, scene_wide  # noqa: F401 (scene_dmsp_gain: distributed imports it here)
 
 ProgressCallback = Callable[[float, str], None]
 GDAL_CACHE_MB = 64
@@ -228,63 +220,6 @@ def _fuse_traditional(request, dmsp, viirs, grid, intercal, output, result, repo
     result.notes.append(f"Calibration: {method.curve.describe()}")
 
 
-def scene_wide(request: FuseRequest, job: PreparedRun):
-    """(change prior, DMSP/reference agreement), once on the whole area, tagged and noted ((None, None) without a
-    reference): shared by fuse() and pipeline/distributed, which hands them to every block."""
-    if job.viirs is None:
-        return None, None
-    prior = change_prior(request, job.result)
-    return prior, _note_reference_disagreement(job.dmsp, job.viirs, job.grid, job.intercal, job.result, prior)
-
-
-def change_prior(request, result):
-    """scene_gain's prior at the gap between the DMSP and the reference year (tagged): the request's explicit
-    gap, else its years, else the years in the file names, else the prior's assumed gap."""
-    from ..sensor.scene_gain import ChangePrior, reference_gap
-
-    dmsp_year = request.year or parse_satellite_year(request.dmsp)[1]
-    reference_year = request.reference_year or parse_reference_year(request.viirs)
-    gap, source = reference_gap(dmsp_year, reference_year, request.reference_gap_years)
-    prior = ChangePrior.load().at_gap(gap)
-    result.tags["NLF_REFERENCE_GAP_YEARS"] = (
-        f"{gap:g} ({source})" if gap is not None else f"{source}; the prior assumes {prior.gap_years:g} years"
-    )
-    return prior
-
-
-def _note_reference_disagreement(dmsp, viirs, grid, intercal, result, prior=None):
-    """Tag how well the reference explains the DMSP (any model); a note when it hardly does (bad input)."""
-    from ..methods.reference_change import CORRELATION_NOTE_BELOW, correlation_note, level_note, reference_dmsp_agreement
-    from ..sensor.scene_gain import ChangePrior
-
-    agreement = reference_dmsp_agreement(dmsp, viirs, grid, intercal)
-    r = agreement.correlation
-    result.tags["NLF_REFERENCE_DMSP_CORRELATION"] = "not measured (too few or uniform pixels)" if r is None else f"{r:.3f}"
-    if agreement.log_gain is not None:
-        result.tags["NLF_REFERENCE_DMSP_LOG_GAIN"] = f"{agreement.log_gain:.3f} over {agreement.pixels} DMSP pixels"
-    if r is not None and r < CORRELATION_NOTE_BELOW:
-        result.notes.append(correlation_note(r))
-    # A scene-wide level beyond what a DMSP sensor and real change together explain (2.5σ of the prior): another
-    # product, season or satellite-year. The bundled sample's ten years of growth are -1.07 (no note).
-    prior = prior or ChangePrior.load()
-    limit = 2.5 * float(np.hypot(prior.sigma_calibration, prior.sigma_change))
-    if agreement.log_gain is not None and abs(agreement.log_gain) > limit:
-        result.notes.append(level_note(agreement.log_gain, limit))
-    return agreement
-
-
-def scene_dmsp_gain(agreement, result, prior=None) -> float:
-    """The scene-wide sensor correction for methods that read change against the reference (tagged, noted)."""
-    from ..methods.reference_change import gain_notes
-    from ..sensor.scene_gain import ChangePrior, dmsp_gain_correction
-
-    prior = prior or ChangePrior.load()
-    gain = dmsp_gain_correction(agreement, prior)
-    result.tags["NLF_DMSP_SCENE_GAIN"] = f"{gain:.4f} (k={prior.calibration_share:.3f})"
-    result.notes.extend(gain_notes(agreement, prior, gain) if agreement is not None else [])
-    return gain
-
-
 def _fuse_reference_change(
     request, dmsp, viirs, grid, intercal, output, result, report, check_cancel, mask=None, agreement=None, prior=None
 ) -> None:
@@ -312,8 +247,12 @@ def _fuse_generative(
     method = GenerativeFusion(
         entry.zoo, plan, request.device, request.threads, ensemble, request.batch_size, request.cache_models
     )
-    if viirs is not None and method.condition_version == 2:
+    if viirs is not None and method.condition_version >= 2:
         method.dmsp_gain = scene_dmsp_gain(agreement, result, prior)
+    if method.needs_construct():
+        method.construct, method.gap_years = construct_for(
+            request, dmsp, viirs, grid, intercal, result, report, check_cancel, agreement, prior
+        )
     record_generative_run(result, entry, plan, ensemble, method)
     lattice, extended, offset = prepare_lattice(grid, method.tile)
     tiles = sum(len(row) for row in tile_rows(grid, lattice))
@@ -397,72 +336,3 @@ def resolve_intercalibration(path: str, satellite: str | None, year: int | None)
     """Explicit satellite/year win over what the file name says (NOAA names like F182013…)."""
     parsed_satellite, parsed_year = parse_satellite_year(path)
     return intercalibration_for(satellite or parsed_satellite, year or parsed_year)
-
-
-def intercalibrate(
-    dmsp_path: str,
-    output: str,
-    satellite: str | None = None,
-    year: int | None = None,
-    overwrite: bool = False,
-    block_size: int = 512,
-    progress: ProgressCallback | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
-) -> FuseResult:
-    """Write the intercalibrated DMSP (DNc, F12 1999 scale) on the DMSP's own grid."""
-    started = time.perf_counter()
-    report = progress or (lambda fraction, message: None)
-    dmsp = inspect_raster(dmsp_path, "DMSP")
-    path = check_output_path(output, [dmsp_path], overwrite)
-    grid = Grid(dmsp.crs, dmsp.transform, dmsp.width, dmsp.height)
-    check_dmsp_values(dmsp, grid)
-    intercal = resolve_intercalibration(dmsp_path, satellite, year)
-    tags = {
-        "NLF_METHOD": "intercalibrate",
-        "NLF_DMSP": os.path.abspath(dmsp_path),
-        "NLF_INTERCALIBRATION": intercal.describe(),
-        "NLF_SOFTWARE": f"Nightlight Fusion {plugin_version()}",
-    }
-    total = grid.block_count(block_size)
-    with (
-        AlignedReader(dmsp, grid, Resampling.nearest) as reader,
-        RasterWriter(path, grid, tags, "Intercalibrated DMSP DN (F12 1999 scale)", units="DN") as writer,
-    ):
-        for i, window in enumerate(grid.blocks(block_size)):
-            if is_cancelled is not None and is_cancelled():
-                raise CancelledError("Cancelled by the user; no output was written.")
-            writer.write(intercal.apply(reader.read(window)), window)
-            report(0.95 * (i + 1) / total, f"Block {i + 1}/{total}")
-        writer.finish()
-    report(1.0, "Done")
-    return FuseResult(
-        str(path),
-        "intercalibrate",
-        grid,
-        time.perf_counter() - started,
-        [f"Intercalibration: {intercal.describe()}"],
-        tags,
-    )
-
-
-def fit_calibration(
-    dmsp_path: str, viirs_paths: list[str], satellite: str | None = None, year: int | None = None
-) -> RadianceCurve:
-    """Fit the DN->radiance curve of DMSP against the mean of one or more VIIRS rasters on one grid."""
-    dmsp = inspect_raster(dmsp_path, "DMSP")
-    viirs = [inspect_raster(p, "VIIRS") for p in viirs_paths]
-    grid = output_grid(dmsp, viirs[0])
-    check_dmsp_values(dmsp, grid)
-    method = TraditionalFusion(resolve_intercalibration(dmsp_path, satellite, year))
-    with ExitStack() as stack:
-        dmsp_reader = stack.enter_context(AlignedReader(dmsp, grid))
-        readers = [stack.enter_context(AlignedReader(v, grid, Resampling.nearest)) for v in viirs]
-        method.prepare(dmsp_reader, MeanReader(readers), grid, 512, lambda f: None, lambda: None)
-    if method.notes:
-        raise InputError(method.notes[-1])
-    names = ", ".join(os.path.basename(p) for p in viirs_paths)
-    source = (
-        f"fitted on {method.curve.lit_pairs} lit pixels of {os.path.basename(dmsp_path)} "
-        f"against the mean of {len(viirs_paths)} VIIRS raster(s) ({names})"
-    )
-    return dataclasses.replace(method.curve, source=source)

@@ -10,7 +10,7 @@ from nightlight_fusion_plugin.core.raster.grids import VIIRS_PIXEL_DEG, upsample
 from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km
 
 from ..simulate.pairs import DMSP_YEARS, make_pair
-from .tiles import CONDITION_CHANNELS, augment, to_model_space
+from .tiles import CONDITION_CHANNELS, augment, to_model_space, traditional_input
 
 __all__ = ["CONDITION_CHANNELS", "SyntheticPairs", "augment", "build_dataset", "to_model_space"]
 
@@ -42,6 +42,7 @@ class SyntheticPairs(Dataset):
         condition_version: int = 1,
         reference_gaps: list[tuple[int, int]] | None = None,
         reference_before: float = 0.5,
+        gap_unknown: float = 0.0,
     ):
         self.length, self.tile, self.seed = length, tile, seed
         self.reference_dropout, self.spread = reference_dropout, spread
@@ -50,6 +51,7 @@ class SyntheticPairs(Dataset):
         self.condition_version = condition_version
         self.reference_gaps = [(int(lo), int(hi)) for lo, hi in reference_gaps] if reference_gaps else None
         self.reference_before = float(reference_before)
+        self.gap_unknown = float(gap_unknown)  # condition v3: the share of tiles whose gap input says "unknown"
         if self.reference_gaps and any(not 0 <= lo <= hi for lo, hi in self.reference_gaps):
             raise ValueError(f"reference_gaps must be [lo, hi] ranges with 0 <= lo <= hi, got {reference_gaps}")
 
@@ -68,6 +70,7 @@ class SyntheticPairs(Dataset):
             lo, hi = self.reference_gaps[int(rng.integers(len(self.reference_gaps)))]
             gap = int(rng.integers(lo, hi + 1))
             reference_year = year - gap if rng.random() < self.reference_before else year + gap
+        v3 = self.condition_version == 3
         pair = make_pair(
             int(self.seed * 1_000_003 + index),
             self.tile,
@@ -75,9 +78,24 @@ class SyntheticPairs(Dataset):
             reference_year=reference_year,
             spread=self.spread,
             robustness_holdout=self.robustness_holdout,
+            context=v3,
         )
         dmsp_fine = upsample2_bilinear(pair.dmsp_dn.astype(np.float32))
         reference = None if rng.random() < self.reference_dropout else pair.viirs_reference
+        pixel_km = pixel_size_km(pair.latitude, VIIRS_PIXEL_DEG)
+        traditional = gap = None
+        if v3:  # drawn after the draws above, so versions 1 and 2 keep their tiles
+            gap = None if rng.random() < self.gap_unknown else float(pair.reference_year - pair.year)
+            context = pair.meta["context"]
+            traditional = traditional_input(
+                context["dmsp_dn"],
+                None if reference is None else context["reference"],
+                pair.satellite,
+                pair.year,
+                pixel_km,
+                gap,
+                context["crop"],
+            )
         arrays = to_model_space(
             dmsp_fine,
             pair.satellite,
@@ -85,7 +103,9 @@ class SyntheticPairs(Dataset):
             reference,
             pair.viirs_truth,
             self.condition_version,
-            pixel_km=pixel_size_km(pair.latitude, VIIRS_PIXEL_DEG),
+            pixel_km=pixel_km,
+            traditional=traditional,
+            gap_years=gap,
         )
         if self.augment:
             arrays = augment(arrays, rng)
@@ -118,6 +138,7 @@ def build_dataset(config: dict, split: str) -> Dataset:
         "real_structure_fraction",
         "reference_gaps",
         "reference_before",
+        "gap_unknown",
     }
     unknown = set(config) - known
     if unknown:
@@ -126,8 +147,8 @@ def build_dataset(config: dict, split: str) -> Dataset:
     if kind not in ("synthetic", "semi_real", "mixed", "refaware"):
         raise ValueError(f"Unknown data kind '{kind}' (known: synthetic, semi_real, mixed, refaware)")
     version = int(config.get("condition_version", 1))
-    if version not in (1, 2):
-        raise ValueError(f"[data] condition_version must be 1 or 2, got {version}")
+    if version not in (1, 2, 3):
+        raise ValueError(f"[data] condition_version must be 1, 2 or 3, got {version}")
     offsets = {"train": 0, "val": 10_000, "test": 20_000}
     if split not in offsets:
         raise ValueError(f"Unknown split '{split}'")
@@ -135,6 +156,7 @@ def build_dataset(config: dict, split: str) -> Dataset:
     length = int(config.get("length", 10_000)) if split == "train" else int(config.get("val_length", 64))
     tile, spread = int(config.get("tile", 64)), float(config.get("spread", 1.0))
     dropout = float(config.get("reference_dropout", 0.3)) if split == "train" else 0.0
+    gap_unknown = float(config.get("gap_unknown", 0.0)) if split == "train" else 0.0
     synthetic = SyntheticPairs(
         length,
         tile=tile,
@@ -145,6 +167,7 @@ def build_dataset(config: dict, split: str) -> Dataset:
         condition_version=version,
         reference_gaps=config.get("reference_gaps"),
         reference_before=float(config.get("reference_before", 0.5)),
+        gap_unknown=gap_unknown,
     )
     if kind == "synthetic":
         return synthetic
@@ -168,7 +191,7 @@ def build_dataset(config: dict, split: str) -> Dataset:
         return ConcatDataset([Subset(synthetic, range(length - n_semi)), Subset(semi, range(n_semi))])
     from .real_structure import RealStructurePairs
 
-    real = RealStructurePairs(length, **common)
+    real = RealStructurePairs(length, **common, gap_unknown=gap_unknown)
     n_real = int(round(length * float(config.get("real_structure_fraction", 0.5))))
     n_synthetic = max(length - n_real - n_semi, 0)
     parts = [Subset(synthetic, range(n_synthetic)), Subset(semi, range(n_semi)), Subset(real, range(n_real))]

@@ -29,7 +29,7 @@ from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km, simulate
 from ..real_sources import DEFAULT_REAL, SUDAN_YEARS, overlaps_holdout, sudan_tiles
 from ..simulate.pairs import MARGIN_PX
 from ..simulate.sensors_random import random_dmsp_parameters
-from .tiles import augment, to_model_space
+from .tiles import augment, to_model_space, traditional_input
 
 __all__ = ["SUDAN_YEARS", "RealStructurePairs", "overlaps_holdout", "sudan_tiles", "window_bounds"]
 
@@ -62,12 +62,14 @@ class RealStructurePairs(Dataset):
         gain_sigma: float = 0.3,
         reference_gain_sigma: float = 0.1,
         dark_keep: float = 0.2,
+        gap_unknown: float = 0.0,
     ):
         self.tiles = sudan_tiles(real_dir or DEFAULT_REAL)
         self.keys = sorted(self.tiles)
         self.length, self.tile, self.seed, self.spread = length, tile, seed, spread
         self.reference_dropout, self.augment, self.condition_version = reference_dropout, augment, condition_version
         self.gain_sigma, self.reference_gain_sigma, self.dark_keep = gain_sigma, reference_gain_sigma, dark_keep
+        self.gap_unknown = gap_unknown
         self._sources: dict[tuple[str, int], rasterio.io.DatasetReader] | None = None
 
     def __len__(self) -> int:
@@ -129,10 +131,19 @@ class RealStructurePairs(Dataset):
         ref, ref_dnc = None, None
         if rng.random() >= self.reference_dropout:
             ref = reference[crop, crop]
-            if self.condition_version == 2:  # simulated on the whole context (its halo), then cropped
+            if self.condition_version >= 2:  # simulated on the whole context (its halo), then cropped
                 intercal = intercalibration_for(params.satellite, params.year)
                 ref_dnc = reference_dmsp(reference, pixel_km, intercal)[crop, crop]
-        arrays = to_model_space(dmsp_fine, params.satellite, params.year, ref, truth, self.condition_version, ref_dnc, pixel_km)
+        traditional = gap = None
+        if self.condition_version == 3:  # the traditional estimate on the whole context, then cropped
+            gap = None if rng.random() < self.gap_unknown else float(reference_year - target_year)
+            context_reference = None if ref is None else reference
+            traditional = traditional_input(
+                dmsp, context_reference, params.satellite, params.year, pixel_km, gap, (crop, crop)
+            )
+        arrays = to_model_space(
+            dmsp_fine, params.satellite, params.year, ref, truth, self.condition_version, ref_dnc, pixel_km, traditional, gap
+        )
         if self.augment:
             arrays = augment(arrays, rng)
         return {key: torch.from_numpy(value) for key, value in arrays.items()}

@@ -46,8 +46,11 @@ def make_pair(
     spread: float = 1.0,
     robustness_holdout: bool = False,
     min_gap: int = 1,
+    context: bool = False,
 ) -> ScenePair:
-    """Simulate one aligned scene of size×size VIIRS pixels (size even). Same arguments -> same arrays."""
+    """Simulate one aligned scene of size×size VIIRS pixels (size even). Same arguments -> same arrays.
+    context: also keep the DMSP and the reference with their MARGIN_PX margin (meta["context"]; the arrays and
+    random draws are the same either way), for inputs computed like the engine computes them, with a halo."""
     if size % 2:
         raise ValueError(f"size must be even (DMSP pixels are 2×2 VIIRS pixels), got {size}")
     rng = np.random.default_rng([seed, 1])
@@ -63,9 +66,13 @@ def make_pair(
     stable_ref, ephemeral_ref = render(plan, reference_year)
     crop = slice(MARGIN_PX, MARGIN_PX + size)
     half = slice(MARGIN_PX // 2, (MARGIN_PX + size) // 2)
-    dmsp = simulate_dmsp(stable_t, pixel_km, dmsp_params, rng)[half, half]  # stable lights: no ephemeral
+    dmsp_context = simulate_dmsp(stable_t, pixel_km, dmsp_params, rng)  # stable lights: no ephemeral
     truth = simulate_viirs(stable_t + ephemeral_t, pixel_km, viirs_params, rng)[crop, crop]
-    reference = simulate_viirs(stable_ref + ephemeral_ref, pixel_km, viirs_params, rng)[crop, crop]
+    reference_context = simulate_viirs(stable_ref + ephemeral_ref, pixel_km, viirs_params, rng)
+    dmsp, reference = dmsp_context[half, half], reference_context[crop, crop]
+    meta = {"seed": seed, "settlements": len(plan.settlements)}
+    if context:
+        meta["context"] = {"dmsp_dn": dmsp_context, "reference": reference_context, "crop": (crop, crop)}
     return ScenePair(
         dmsp,
         reference,
@@ -76,5 +83,5 @@ def make_pair(
         plan.latitude,
         dmsp_params,
         viirs_params,
-        meta={"seed": seed, "settlements": len(plan.settlements)},
+        meta=meta,
     )

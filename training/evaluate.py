@@ -125,6 +125,17 @@ def predict_scene(
     return read_on(str(out), grid, Resampling.nearest)
 
 
+def pooled_by_group(predictions: list[np.ndarray], truths: list[np.ndarray], groups: list[Any]) -> dict[str, dict]:
+    """`pooled_metrics` over the pixels of every scene of each group (scenes of no group left out), with the
+    group's scene count: {group: {pixels, scenes, psnr_log, r2, sum_of_lights_error, bright_*}}."""
+    out = {}
+    for group in sorted({str(g) for g in groups if g is not None}):
+        chosen = [i for i, g in enumerate(groups) if g is not None and str(g) == group]
+        metrics = pooled_metrics(np.concatenate([predictions[i] for i in chosen]), np.concatenate([truths[i] for i in chosen]))
+        out[group] = {"scenes": len(chosen), **{k: (int(v) if k == "pixels" else float(v)) for k, v in metrics.items()}}
+    return out
+
+
 def evaluate(
     model: str,
     data_dir: Path,
@@ -141,7 +152,7 @@ def evaluate(
     manifest = json.loads((data_dir / "manifest.json").read_text())
     scenes = manifest["scenes"][:limit] if limit else manifest["scenes"]
     rows, seconds, megapixels = [], 0.0, 0.0
-    pooled_prediction, pooled_truth = [], []
+    pooled_prediction, pooled_truth, pooled_region = [], [], []
     extra = {} if temperature is None else {"temperature": temperature}  # else the engine's default (0.8)
     with model_zoo_for(model) as model_id, tempfile.TemporaryDirectory() as tmp:
         for scene in scenes:
@@ -171,12 +182,15 @@ def evaluate(
             rows.append(all_metrics(prediction, truth, saturated))
             pooled_prediction.append(prediction.ravel())
             pooled_truth.append(truth.ravel())
+            pooled_region.append(scene.get("region"))
     keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
     summary = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
     # The whole set as one area: what a user's map of the region would score (sum of lights, bright cores).
     pooled = pooled_metrics(np.concatenate(pooled_prediction), np.concatenate(pooled_truth)) if rows else {}
     summary.update({f"set_{k}": float(v) for k, v in pooled.items() if k != "pixels"})
     summary["set_pixels"] = int(pooled.get("pixels", 0))
+    if any(pooled_region):  # real-temporal sets: each region's pixels pooled too, beside the whole set's
+        summary["set_regions"] = pooled_by_group(pooled_prediction, pooled_truth, pooled_region)
     return {
         "model": model,
         "data": str(data_dir),

@@ -2,24 +2,33 @@
 (`training.simulate real-temporal`), on regions never trained on. It judges the shipped zoo: the default model
 and speed setting, and whether an int8 variant may ship (within INT8_MAX_DB and INT8_MAX_SUM of its fp32 model).
 
-Set-level metrics (`set_*`) pool every valid pixel of a set, as a user's map of the region would be scored;
-PSNR/SSIM columns without the prefix are means over scenes, like the simulated sets.
+The real-temporal sets are gap classes (1 year, 2–5 years, ≥ 6 years between DMSP and reference, and no
+reference), each gathered from the region sets (Sudan, Kenya, Mumbai; Nigeria and Greece without a reference).
+Set-level metrics (`set_*`) pool every valid pixel of a set, as a user's map of the region would be scored, so
+a class is scored on all its pixels and no tiny scene decides alone; `set_regions` pools each region's pixels
+within the class. PSNR/SSIM columns without the prefix are means over scenes, like the simulated sets.
+
+The per-class default rule is `design_space.class_defaults`; the manifest's defaults are still
+`choose_real_default`'s, the worst case over the sets.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
-REAL_SETS = {  # name -> `python -m training.simulate real-temporal` arguments
-    "real_sudan": ["--region", "sudan"],
-    "real_mumbai_gap1": ["--region", "mumbai", "--gap", "1"],
-    "real_mumbai_gap3": ["--region", "mumbai", "--gap", "3"],
-    "real_mumbai_gap5": ["--region", "mumbai", "--gap", "5"],
-    "real_mumbai_gap9": ["--region", "mumbai", "--gap", "9"],
+from .simulate.real_scenes import GAP_CLASSES, NO_REFERENCE, gap_class
+
+REAL_SETS = {  # name -> `python -m training.simulate real-temporal` arguments: one set per gap class
+    "real_gap1": ["--gap-class", "1"],
+    "real_gap2_5": ["--gap-class", "2-5"],
+    "real_gap6plus": ["--gap-class", "6+"],
+    "real_noref": ["--gap-class", "none"],
 }
-QUICK_REAL_SETS = {"real_mumbai_gap1": REAL_SETS["real_mumbai_gap1"]}
+QUICK_REAL_SETS = {"real_gap1_mumbai": ["--gap-class", "1", "--regions", "mumbai"]}
+CLASS_ORDER = tuple(GAP_CLASSES.values())  # 1 year, 2–5 years, ≥ 6 years, no reference
 REAL_BASELINES_WITH_REFERENCE = ("persistence", "reference-change", "baseline", "bicubic")
 REAL_BASELINES_WITHOUT_REFERENCE = ("baseline", "bicubic")
 INT8_MAX_DB = 0.2  # an int8 variant ships only within this PSNR of its fp32 model on every real set and mode
@@ -139,14 +148,20 @@ def int8_gate(rows: list[dict], entries: list[dict]) -> dict[str, dict[str, Any]
     return gates
 
 
+def runnable_methods(rows: list[dict], entries: list[dict]) -> set[str]:
+    """The methods a default may be: shipped zoo models (int8 ones only if they pass the real-imagery gate) and
+    the traditional methods a user can pick with --model."""
+    shipped = {e["id"] for e in entries if e.get("shipped", True)} | set(PICKABLE_TRADITIONAL)
+    gates = int8_gate(rows, entries)
+    int8 = {e["id"] for e in entries if e.get("precision") == "int8"}
+    return {m for m in shipped if (gates[m]["passes"] if m in gates else m not in int8)}
+
+
 def choose_real_default(rows: list[dict], entries: list[dict], reference: bool = False) -> dict[str, Any] | None:
     """For one reference mode: the runnable method (a shipped zoo model, or a traditional method a user can pick)
     and setting with the largest worst-case margin over the best other baseline on the real-temporal sets, ties
     within TIE_DB to the faster; int8 models only if they pass the gate. None when nothing was measured."""
-    shipped = {e["id"] for e in entries if e.get("shipped", True)} | set(PICKABLE_TRADITIONAL)
-    gates = int8_gate(rows, entries)
-    int8 = {e["id"] for e in entries if e.get("precision") == "int8"}
-    allowed = {m for m in shipped if (gates[m]["passes"] if m in gates else m not in int8)}
+    allowed = runnable_methods(rows, entries)
     candidates = [c for c in setting_margins(rows, reference) if c["model"] in allowed]
     if not candidates:
         return None
@@ -171,23 +186,12 @@ def real_markdown(rows: list[dict], entries: list[dict], describe_setting) -> li
     """The real-temporal tables, the int8 gate, the default and where the real ranking differs from the simulated."""
     chosen_rows = real_rows(rows)
     if not chosen_rows:
-        return [
-            "## Real-temporal sets",
-            "",
-            "Not measured: `../shared/data/real` (Sudan Black Marble, Mumbai) was not found on this machine.",
-            "",
-        ]
+        return []
     lines = [
-        "## Real-temporal sets (judged first)",
+        "### Every column, per real-temporal set",
         "",
-        "Truth and reference are both real VIIRS of different dates; DMSP is simulated from the truth by the sensor",
-        "model (even scenes: parameters from the calibrated range; odd: outside it). Regions: "
-        "`training/data/holdout.py` (never trained on). `real_sudan`: Black Marble Feb 2024 (truth) vs Feb 2023",
-        "(reference), four 768² windows of tile 20–30N/30–40E (Jeddah/Mecca, the Nile at Cairo's edge, median light,",
-        "desert) and the Libyan flare field (704²): 2.9 Mpx. `real_mumbai_gapN`: Mumbai annual medians N years apart",
-        "(2013 vs 2013+N and 2022 vs 2022−N, two sensor draws each): the whole clip, 48×101 px, so 19 kpx per set —",
-        "far below the 2 Mpx asked for, because the Mumbai cube is no bigger. `set_*` columns pool all pixels of a",
-        "set (its sum of lights, the brightest 1 % of truth pixels, R² of radiance); the others are scene means.",
+        "`set_*` columns pool all pixels of a set (psnr_log, its sum of lights, the brightest 1 % of truth pixels,",
+        "R² of radiance); psnr_log and ssim_log without the prefix are means over its scenes.",
         "",
     ]
     for set_name in sorted({r["set"] for r in chosen_rows}):
@@ -196,7 +200,7 @@ def real_markdown(rows: list[dict], entries: list[dict], describe_setting) -> li
             if not chosen:
                 continue
             lines += [
-                f"### {set_name} — {'with' if reference else 'without'} reference",
+                f"#### {set_name} — {'with' if reference else 'without'} reference",
                 "",
                 "| model | setting | " + " | ".join(COLUMNS) + " |",
                 "|" + "---|" * (2 + len(COLUMNS)),
@@ -214,7 +218,7 @@ def real_markdown(rows: list[dict], entries: list[dict], describe_setting) -> li
             continue
         lines += [
             f"### Worst-case margin over the best other baseline, {'with' if reference else 'without'} reference "
-            "(every real-temporal set)",
+            "(scene means, every real-temporal set: the manifest's rule)",
             "",
             "| method | setting | worst-case margin | where | s/Mpx |",
             "|---|---|---|---|---|",
@@ -237,7 +241,10 @@ def real_markdown(rows: list[dict], entries: list[dict], describe_setting) -> li
             f"{'ships' if g['passes'] else 'removed from the zoo'} |"
             for k, g in sorted(gates.items())
         ] + [""]
-    lines += ["### Defaults (decided here, written into the manifest)", ""]
+    lines += [
+        "### Defaults written into the manifest (the worst case over the sets, until the engine takes the per-class defaults)",
+        "",
+    ]
     for reference in (True, False):
         default = choose_real_default(rows, entries, reference)
         if default is None:
@@ -279,12 +286,49 @@ def ranking_differences(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
+_CLASS_SET = re.compile(r"real_(gap1|gap2_5|gap6plus|noref)(_\w+)?$")
+_CLASS_OF_NAME = {"gap1": GAP_CLASSES["1"], "gap2_5": GAP_CLASSES["2-5"], "gap6plus": GAP_CLASSES["6+"], "noref": NO_REFERENCE}
+
+
+def is_class_set(set_name: str) -> bool:
+    """A gap-class set (real_gap1, real_gap2_5, real_gap6plus, real_noref, with an optional _suffix)."""
+    return _CLASS_SET.match(set_name) is not None
+
+
+def set_gap_class(set_name: str) -> str | None:
+    """The gap class of a real-temporal set: by name for the class sets, from the gap for the region sets of
+    earlier reports (real_sudan: one year; real_mumbai_gapN: N years)."""
+    m = _CLASS_SET.match(set_name)
+    if m:
+        return _CLASS_OF_NAME[m[1]]
+    gap = set_gap_years(set_name)
+    return None if gap is None else gap_class(gap)
+
+
+def real_modes(set_name: str) -> tuple[bool, ...]:
+    """The reference modes a real set is measured in (with_reference values): a gap class with a reference only
+    with it, the no-reference class only without; region sets of earlier reports both."""
+    if not is_class_set(set_name):
+        return (True, False)
+    return (False,) if set_gap_class(set_name) == NO_REFERENCE else (True,)
+
+
 def set_gap_years(set_name: str) -> int | None:
-    """Years between truth and reference in a real-temporal set (its manifest's gap_years, by name here)."""
+    """Years between truth and reference in a real-temporal set: the region sets' by name (real_sudan: 1,
+    real_mumbai_gapN: N), the gap classes' smallest (1, 2, 6; None without a reference)."""
     if set_name == "real_sudan":
         return 1
+    m = _CLASS_SET.match(set_name)
+    if m:
+        return {"gap1": 1, "gap2_5": 2, "gap6plus": 6}.get(m[1])
     tail = set_name.rsplit("gap", 1)
     return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
+
+
+def _gap_label(set_name: str) -> str:
+    if is_class_set(set_name):
+        return set_gap_class(set_name) or "?"
+    return f"{set_gap_years(set_name)} yr"
 
 
 def _default_rows(rows: list[dict], default: dict | None, set_name: str, reference: bool) -> dict | None:
@@ -320,7 +364,7 @@ def real_target_rows(rows: list[dict], entries: list[dict]) -> list[tuple[str, s
             if mine is None:
                 continue
             name = f"default ({default['model']})"
-            where = f"{set_name} ({gap} yr), {'with' if reference else 'without'} reference"
+            where = f"{set_name} ({_gap_label(set_name)}), {'with' if reference else 'without'} reference"
             others = [
                 r for r in real if r["set"] == set_name and r["with_reference"] == reference and r["model"] != mine["model"]
             ]

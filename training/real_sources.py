@@ -39,6 +39,18 @@ REAL_TEMPORAL_HOLDOUT: dict[str, tuple[float, float, float, float]] = {
     "libya_flares": (20.0, 26.8, 23.2, 30.0),
     # The whole Mumbai cube (2012–2023): a megacity with real change over gaps of 1–9 years.
     "mumbai": (72.7, 18.8, 73.0, 19.3),
+    # Kenya (Black Marble VNP46A4 annual 2020–2023): Nairobi and the central highlands (Thika, Machakos, Kajiado,
+    # Naivasha, Nyeri, Embu, Meru). Nairobi is held out rather than the coast because it is where Kenya's light
+    # and its real change are (half the country's sum of lights, +50 % from 2020 to 2023), so the one- to
+    # three-year classes measure change in a city; the coast held out would be two-thirds sea fill and bush
+    # with ~3,000 lit pixels. Training keeps Mombasa, Malindi and the coast, Kisumu, Nakuru and Eldoret (west
+    # of 36.3°E), which change too (the west's light doubles). 624×720 px: one 560×656 window per year pair.
+    "kenya_nairobi": (36.3, -2.8, 38.9, 0.2),
+    # Nigeria (VNP46A4 2023): Lagos, Abeokuta, Benin City and the western Niger delta's gas flares (Warri,
+    # Forcados, Escravos; up to 2,500 nW/cm²/sr), for the no-reference class. Training keeps Abuja, Kano,
+    # Kaduna, Ibadan, Onitsha, Enugu and Port Harcourt with the eastern delta's flares (up to 3,000), so both
+    # sides have a megacity-scale city and flares. About half of the box is sea or Benin (fill).
+    "nigeria_lagos_west_delta": (2.6, 4.2, 6.2, 7.2),
 }
 
 

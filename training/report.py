@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         def keep(row: dict) -> bool:
             if row["family"] != "baseline" and row["model"] not in known:
                 return False  # left the zoo
+            if is_real(row["set"]) and row["set"] not in sets:
+                return False  # a real set no longer measured (the region sets before the gap classes)
             if args.only_real and not is_real(row["set"]):
                 return True
             return row["family"] != "baseline" and row["model"] not in again  # baselines are measured again

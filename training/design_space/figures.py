@@ -78,9 +78,11 @@ def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path, rows: li
         files = {k: str(data / v) for k, v in scene["files"].items()}
         info = inspect_raster(files["viirs_truth"], "truth")
         grid = Grid(info.crs, info.transform, info.width, info.height)
+        with_reference = "viirs_reference" in files  # the no-reference class has none
+        reference = read_on(files["viirs_reference"], grid, Resampling.nearest) if with_reference else None
         panels = [
             ("DMSP (DN, bilinear)", read_on(files["dmsp"], grid), (0, 63)),
-            ("reference VIIRS", read_on(files["viirs_reference"], grid, Resampling.nearest), None),
+            ("reference VIIRS" if with_reference else "no reference", reference, None),
             ("truth VIIRS", read_on(files["viirs_truth"], grid, Resampling.nearest), None),
         ]
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,14 +95,14 @@ def sample_tiles(zoo_models: list, sets: dict[str, Path], images: Path, rows: li
                     if levels:
                         level = levels[default_speed(levels) - 1]
                         options = {k: level[k] for k in ("sampler", "steps", "strength")}
-                prediction = predict_scene(model_id, files, scene, grid, Path(tmp), **options)
+                prediction = predict_scene(model_id, files, scene, grid, Path(tmp), with_reference=with_reference, **options)
                 panels.append((model_id, prediction, None))
         vmax = float(np.log1p(np.nanpercentile(panels[2][1], 99.5)))
         fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
         for ax, (title, array, fixed) in zip(np.atleast_1d(axes), panels):
             if fixed:
                 ax.imshow(array, cmap="gray", vmin=fixed[0], vmax=fixed[1])
-            else:
+            elif array is not None:
                 ax.imshow(np.log1p(np.clip(array, 0, None)), cmap="magma", vmin=0, vmax=vmax)
             ax.set_title(title, fontsize=8)
             ax.axis("off")

@@ -15,6 +15,7 @@ from ..real_report import (
     real_rows,
 )
 from .choose import best, default_margins, margins, report_default
+from .gap_tables import gap_class_markdown
 from .measure import SCENES
 from .tables import setting, target_rows, temperature_cell
 
@@ -49,6 +50,7 @@ def markdown(
             "rows cache measures everything again.",
             "",
         ]
+    lines += gap_class_markdown(rows, entries or [], setting)
     lines += real_markdown(rows, entries or [], setting)
     lines += bad_reference_markdown(bad_references or [])
     lines += ["## Simulated and semi-real sets", ""]

@@ -14,6 +14,7 @@ from ..real_report import (
     REAL_BASELINES_WITHOUT_REFERENCE,
     choose_real_default,
     is_real,
+    real_modes,
 )
 from .rows_cache import RowCache, engine_fingerprint
 
@@ -39,12 +40,12 @@ def steps_for(sampler: str, nfe_budget: int) -> int:
 
 def bad_references(rows: list[dict], entries: list[dict], sets: dict[str, Path], quick: bool) -> list[dict]:
     """The chosen defaults (with and without a reference) on edited references of real scenes (bad_reference.py):
-    the first scenes of the Mumbai one-year set and of Sudan (one Mumbai scene in a quick report)."""
+    the first two scenes of the one-year class (Mumbai's, two sensor draws; one in a quick report)."""
     with_default = choose_real_default(rows, entries, True)
     without_default = choose_real_default(rows, entries, False)
     if with_default is None or without_default is None:
         return []
-    chosen = ["real_mumbai_gap1"] if quick else ["real_mumbai_gap1", "real_sudan"]
+    chosen = ["real_gap1_mumbai"] if quick else ["real_gap1"]
     out = []
     for name in (n for n in chosen if n in sets):
         out += bad_reference_rows(sets[name], with_default["model"], without_default["model"], limit=1 if quick else 2)
@@ -81,7 +82,7 @@ def run_grid(
         print(json.dumps(rows[-1]), flush=True)
 
     for set_name, data in sets.items():
-        for reference in (True, False):
+        for reference in real_modes(set_name) if is_real(set_name) else (True, False):
             sweep = set_name == "synthetic" and reference
             if is_real(set_name):
                 baselines = REAL_BASELINES_WITH_REFERENCE if reference else REAL_BASELINES_WITHOUT_REFERENCE

@@ -33,8 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("real-temporal", help="evaluation scenes with real truth and real reference of another date")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--real", type=Path, default=DEFAULT_REAL)
-    p.add_argument("--region", required=True, choices=["sudan", "mumbai"])
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--region", choices=["sudan", "mumbai", "kenya", "nigeria", "greece"], help="one region's set")
+    which.add_argument(
+        "--gap-class",
+        choices=["1", "2-5", "6+", "none"],
+        help="the scenes of one gap class (years between DMSP and reference; none: no reference) from every region",
+    )
     p.add_argument("--gap", type=int, help="mumbai: years between truth and reference (1, 3, 5 or 9)")
+    p.add_argument(
+        "--sources", type=Path, help="--gap-class: where the region sets are (made when missing; default OUT/../real_regions)"
+    )
+    p.add_argument("--regions", nargs="+", help="--gap-class: only these regions (default: every region whose data are present)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p = sub.add_parser("dmsp", help="DMSP-like DN from a VIIRS radiance raster (30″ EPSG:4326 output)")
@@ -69,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
 
             print(write_greece_holdout(args.real, args.out, args.size, args.seed, args.overwrite))
         elif args.command == "real-temporal":
-            from .real_temporal import write_real_temporal
+            from .real_temporal import write_gap_class, write_real_temporal
 
-            print(write_real_temporal(args.real, args.out, args.region, args.gap, args.seed, args.overwrite))
+            if args.gap_class:
+                print(write_gap_class(args.real, args.out, args.gap_class, args.sources, args.seed, args.overwrite, args.regions))
+            else:
+                print(write_real_temporal(args.real, args.out, args.region, args.gap, args.seed, args.overwrite))
         elif args.command == "dmsp":
             from nightlight_fusion_plugin.core.pipeline.dmsp_like import simulate_dmsp_raster
 

@@ -318,11 +318,13 @@ class ModelPanel(QGroupBox):
             import numpy as np
 
             from ..core.engine.tiling import TileJob
+            from ..core.engine.transforms import CONDITION_CHANNELS
             from ..core.methods.generative import GenerativeFusion, sampling_plan
 
             plan = sampling_plan(zoo, None, None, level.level if level else None)
             method = GenerativeFusion(zoo, plan, device, threads, 1, 1)
-            condition = np.zeros((1, 3, method.tile, method.tile), np.float32)
+            channels = len(CONDITION_CHANNELS[method.condition_version])  # 3, 4 (reference-aware) or 7 (v3)
+            condition = np.zeros((1, channels, method.tile, method.tile), np.float32)
             method.predict(condition, [TileJob(0, 0, 0, 0)], 0, 0)  # warm-up: first call allocates
             started = time.perf_counter()
             method.predict(condition, [TileJob(0, 0, 0, 0)], 0, 0)

@@ -39,6 +39,11 @@ class ModelMetadata:
     input_channels: list = field(default_factory=list)
     tile_size: int = 64
     multiple_of: int = 8
+    # Tile-independent models (no normalisation over the tile: models/unet.py norm="none") may run on larger tiles
+    # than they were trained on, with a small overlap: the engine's tiles then recompute a few percent of the
+    # pixels instead of 78 % (64-px tiles at a 48-px stride). None: the native tile with OVERLAP_FRACTION.
+    inference_tile: int | None = None
+    inference_overlap: int | None = None
     native_resolution: str = "15 arcsec"
     training_data: str = ""
     version: str = ""
@@ -62,6 +67,8 @@ class ModelMetadata:
                 "input_channels",
                 "tile_size",
                 "multiple_of",
+                "inference_tile",
+                "inference_overlap",
                 "native_resolution",
                 "training_data",
                 "version",
@@ -76,6 +83,8 @@ class ModelMetadata:
             input_channels=json.loads(get("input_channels", "[]") or "[]"),
             tile_size=int(get("tile_size", "64")),
             multiple_of=int(get("multiple_of", "8")),
+            inference_tile=int(get("inference_tile")) if get("inference_tile") else None,
+            inference_overlap=int(get("inference_overlap")) if get("inference_overlap") else None,
             native_resolution=get("native_resolution", "15 arcsec"),
             training_data=get("training_data"),
             version=get("version"),

@@ -134,7 +134,13 @@ class GenerativeFusion:
             self.regression = load_model(regression.path, device, threads, regression.sha256, cache_models)
         self.notes = list(self.model.warnings)
         meta = self.model.metadata
-        self.tile = int(meta.tile_size)
+        self.tile = int(meta.inference_tile or meta.tile_size)
+        self.overlap = int(meta.inference_overlap) if meta.inference_overlap is not None else None
+        if self.tile % max(int(meta.multiple_of), 1) or not (self.overlap is None or 0 <= self.overlap < self.tile):
+            raise InputError(
+                f"Model {model.id}: inference tile {self.tile} / overlap {self.overlap} do not fit the network "
+                f"(a multiple of {meta.multiple_of}, overlap below the tile); re-export it."
+            )
         # condition v1 (3 channels) / v2 (+ the reference simulated to DMSP); absolute / residual target
         self.condition_version, self.target = model_condition(model.id, meta.extra)
         if self.regression is not None:
@@ -373,8 +379,11 @@ def tile_readers(
     return dmsp_reader, viirs_reader
 
 
-def prepare_lattice(grid: Grid, tile: int) -> tuple[TileLattice, Grid, tuple[int, int]]:
-    lattice = TileLattice.for_grid(grid, tile, max(1, int(tile * OVERLAP_FRACTION)))
+def prepare_lattice(grid: Grid, tile: int, overlap: int | None = None) -> tuple[TileLattice, Grid, tuple[int, int]]:
+    """The global tile lattice for a grid (overlap None: OVERLAP_FRACTION of the tile), the grid the tiles read
+    (extended by the tiles that stick out) and the grid's offset in it."""
+    overlap = max(1, int(tile * OVERLAP_FRACTION)) if overlap is None else overlap
+    lattice = TileLattice.for_grid(grid, tile, overlap)
     extended, dy, dx = reading_grid(grid, lattice)
     return lattice, extended, (dy, dx)
 

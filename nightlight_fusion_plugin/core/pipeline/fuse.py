@@ -254,7 +254,7 @@ def _fuse_generative(
             request, dmsp, viirs, grid, intercal, result, report, check_cancel, agreement, prior
         )
     record_generative_run(result, entry, plan, ensemble, method)
-    lattice, extended, offset = prepare_lattice(grid, method.tile)
+    lattice, extended, offset = prepare_lattice(grid, method.tile, method.overlap)
     tiles = sum(len(row) for row in tile_rows(grid, lattice))
     with ExitStack() as stack:
         dmsp_reader, viirs_reader = tile_readers(stack, dmsp, viirs, extended)

@@ -82,6 +82,9 @@ class BlockSpec:
     ensemble: int = 1
     batch_size: int = 8
     tile: int = 0  # the model's tile (block edges are planned on its lattice)
+    overlap: int | None = None  # the model's tile overlap (None: the engine's default fraction)
+    construct: Any = None  # methods.construct.SceneConstruct (condition v3), measured once by the client
+    gap_years: float | None = None  # condition v3's signed gap (None: unknown)
     files: tuple[tuple[str, str], ...] = ()  # (model file, sha256) the client resolved: the model and its partner
 
     @property
@@ -110,7 +113,7 @@ def plan_blocks(spec: BlockSpec, block_rows: int, block_cols: int) -> list[Block
     else:
         from ...methods.generative import prepare_lattice
 
-        lattice = prepare_lattice(grid, spec.tile)[0]
+        lattice = prepare_lattice(grid, spec.tile, spec.overlap)[0]
         y_of = [lattice.tile_origin(r, lattice.anchor_row) + lattice.overlap
                 for r in lattice.tile_range(0, grid.height, lattice.anchor_row)]  # fmt: skip
         tiles = lattice.tile_range(0, grid.width, lattice.anchor_col)
@@ -238,8 +241,9 @@ def _generative_block(spec: BlockSpec, block: Block) -> BlockResult:
 
     method = _generative_method(spec)
     method.dmsp_gain = spec.dmsp_gain
+    method.construct, method.gap_years = spec.construct, spec.gap_years
     grid = spec.grid
-    lattice, extended, offset = prepare_lattice(grid, method.tile)
+    lattice, extended, offset = prepare_lattice(grid, method.tile, method.overlap)
     out = np.full((spec.channels, block.row1 - block.row0, block.col1 - block.col0), np.nan, np.float32)
 
     def keep(row: int, values: np.ndarray) -> None:

@@ -50,6 +50,9 @@ def describe_job(request, spec: BlockSpec, block_rows: int, block_cols: int) -> 
             "calibration curve": repr(spec.curve),
             "scene gain": spec.dmsp_gain,
             "change weight": spec.change_weight,
+            "traditional estimate": repr(spec.construct),
+            "gap years": spec.gap_years,
+            "tiles": [spec.tile, spec.overlap],
             "blocks": [block_rows, block_cols],
         }
     )

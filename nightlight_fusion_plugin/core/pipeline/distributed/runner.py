@@ -24,7 +24,7 @@ from .cluster import ClusterOptions, check_workers, run_on_cluster, worker_count
 from .journal import BlockJournal, describe_job, refuse_stale
 
 BLOCK_FAMILIES = ("unet", "diffusion", "flow_matching", "normalizing_flow")
-BLOCK_CONDITIONS = (1, 2)  # condition versions whose every channel is computed per tile or in fixed chunks
+BLOCK_CONDITIONS = (1, 2, 3)  # condition versions whose every channel is computed per tile or in fixed chunks
 
 
 @dataclass
@@ -173,6 +173,7 @@ def block_spec(request, options: ClusterOptions, job, prior, agreement) -> tuple
 def _generative_spec(request, options, job, prior, agreement, base: BlockSpec) -> BlockSpec:
     from ...methods.generative import GenerativeFusion, ensemble_size, sampling_plan
     from ..fuse import record_generative_run, scene_dmsp_gain
+    from ..scene import construct_for
 
     entry, result = job.entry, job.result
     plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
@@ -191,10 +192,15 @@ def _generative_spec(request, options, job, prior, agreement, base: BlockSpec) -
         files.append((str(partner.path), partner.sha256))
     spec = dataclasses.replace(
         base, kind=ZOO, model=entry.zoo, plan=plan, device=method.device, threads=threads, ensemble=ensemble,
-        batch_size=method.batch_size, tile=method.tile, files=tuple(files),
+        batch_size=method.batch_size, tile=method.tile, overlap=method.overlap, files=tuple(files),
     )  # fmt: skip
-    if job.viirs is not None and method.condition_version == 2:
+    if job.viirs is not None and method.condition_version >= 2:
         spec = dataclasses.replace(spec, dmsp_gain=scene_dmsp_gain(agreement, result, prior))
+    if method.needs_construct():  # the traditional estimate's scene-wide part, once, as fuse() measures it
+        construct, gap = construct_for(
+            request, job.dmsp, job.viirs, job.grid, job.intercal, result, lambda f, m: None, lambda: None, agreement, prior
+        )
+        spec = dataclasses.replace(spec, construct=construct, gap_years=gap)
     record_generative_run(result, entry, plan, ensemble, method)
     return spec
 

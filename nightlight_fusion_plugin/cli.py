@@ -46,6 +46,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         ensemble=args.ensemble,
         uncertainty=args.uncertainty,
         device=args.device,
+        precision=args.precision,
         threads=args.threads,
         batch_size=args.batch_size,
         temperature=args.temperature,
@@ -77,6 +78,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     g = result.grid
     device = f" on {result.device} ({result.sampler})" if result.sampler else ""
+    if "NLF_PRECISION" in result.tags:
+        device += f", precision {result.tags['NLF_PRECISION']}"
     size = f"{g.width}×{g.height} px, {g.crs.to_string()}"
     print(f"wrote {result.output}: {size}, model {result.model}{device}, {result.seconds:.1f} s")
     if result.uncertainty:
@@ -296,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uncertainty", help="also write the ensemble standard deviation to this GeoTIFF")
     p.add_argument("--temperature", type=float, default=0.8, help="normalizing-flow sampling temperature")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "directml", "coreml"])
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "int8", "fp16"],
+        help="model precision: auto (the faster variant that passed the real-imagery gate, measured once on this "
+        "machine and cached), or fp32, int8, fp16 (the model's variant of that precision)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per onnxruntime call")
     p.add_argument("--mask", help="GeoJSON polygons: only pixels inside are written (the rest nodata)")

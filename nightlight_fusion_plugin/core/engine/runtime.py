@@ -118,6 +118,15 @@ def choose_providers(device: str = "auto", available: list[str] | None = None) -
     )
 
 
+PROVIDER_DEVICES = {"CUDAExecutionProvider": "cuda", "DmlExecutionProvider": "directml", "CoreMLExecutionProvider": "coreml"}
+
+
+def resolved_device(device: str = "auto") -> str:
+    """The device a session for `device` runs on here (auto: the first available of AUTO_ORDER)."""
+    providers, _ = choose_providers(device)
+    return PROVIDER_DEVICES.get(providers[0], "cpu")
+
+
 class OnnxModel:
     """One onnxruntime session plus the model's metadata; `run` takes and returns float32 numpy arrays."""
 
@@ -156,9 +165,7 @@ class OnnxModel:
 
     @property
     def device(self) -> str:
-        return {"CUDAExecutionProvider": "cuda", "DmlExecutionProvider": "directml", "CoreMLExecutionProvider": "coreml"}.get(
-            self.provider, "cpu"
-        )
+        return PROVIDER_DEVICES.get(self.provider, "cpu")
 
     def run(self, **inputs: np.ndarray) -> np.ndarray:
         feed = {name: np.ascontiguousarray(inputs[name], dtype=self.input_types[name]) for name in self.input_names}

@@ -7,7 +7,7 @@ import datetime as _dt
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -58,6 +58,8 @@ class FuseRequest:
     mask: str | None = None  # GeoJSON polygons (file or text): only pixels inside are written, the rest nodata
     reference_year: int | None = None  # the VIIRS reference's year (default: from its file name)
     reference_gap_years: float | None = None  # years between DMSP and reference, overriding both years
+    precision: str = "auto"  # fp32, int8, fp16 or auto (the faster gated variant, measured once per machine)
+    precision_cache: str | None = None  # folder of the measured choice (default: engine/precision.default_cache_dir)
 
 
 @dataclass
@@ -242,6 +244,7 @@ def _fuse_generative(
     from ..engine.tiling import tile_rows
     from ..methods.generative import GenerativeFusion, ensemble_size, prepare_lattice, sampling_plan, tile_readers
 
+    entry = run_precision(request, entry, result)
     plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
     ensemble = ensemble_size(request.ensemble, bool(request.uncertainty), entry.family, entry.id)
     method = GenerativeFusion(
@@ -294,6 +297,30 @@ def _fuse_generative(
         if spread is not None:
             spread.finish()
             result.uncertainty = str(uncertainty)
+
+
+def run_precision(request: FuseRequest, entry: ModelEntry, result: FuseResult) -> ModelEntry:
+    """The entry of the precision variant that runs (engine/precision.py), tagged NLF_PRECISION; a variant whose
+    file is corrupt or replaced falls back to fp32 with a note, never a crash."""
+    from ..engine.precision import ChoiceCache, choose, variants
+    from ..engine.runtime import resolved_device, sha256_of
+
+    device = resolved_device(request.device)
+    choice = choose(entry.zoo, request.precision, device, request.threads, ChoiceCache(request.precision_cache))
+    chosen, reason = choice.model, choice.reason
+    if chosen.precision != "fp32" and (not chosen.path.is_file() or sha256_of(chosen.path) != chosen.sha256):
+        root = variants(chosen).get("fp32")
+        if root is None:
+            raise InputError(f"Model file {chosen.path} is missing or does not match its sha256; reinstall the plugin.")
+        result.notes.append(
+            f"The {chosen.precision} variant {chosen.file} is missing or does not match its sha256 in the zoo manifest "
+            f"(corrupt or replaced): ran the fp32 model {root.id} instead; reinstall the plugin to restore it."
+        )
+        chosen, reason = root, f"fp32 (the {choice.model.precision} file failed its sha256 check)"
+    result.tags["NLF_PRECISION"] = reason
+    if chosen.id != entry.id:
+        result.notes.append(f"Precision {reason}: model file {chosen.file}")
+    return replace(entry, zoo=chosen, precision=chosen.precision)
 
 
 def record_generative_run(result: FuseResult, entry: ModelEntry, plan, ensemble: int, method) -> None:

@@ -24,7 +24,8 @@ from ...raster.output import GTIFF_OPTIONS, overview_factors
 from .blocks import Block, BlockSpec
 
 JOURNAL_VERSION = 2
-NOT_KEYS = ("output", "overwrite", "cache_models", "threads", "device")  # FuseRequest fields blocks do not depend on
+# FuseRequest fields blocks do not depend on (the precision's choice is in the model's sha256)
+NOT_KEYS = ("output", "overwrite", "cache_models", "threads", "device", "precision_cache")
 
 
 def describe_job(request, spec: BlockSpec, block_rows: int, block_cols: int) -> dict[str, object]:

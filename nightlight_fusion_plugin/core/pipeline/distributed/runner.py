@@ -172,10 +172,11 @@ def block_spec(request, options: ClusterOptions, job, prior, agreement) -> tuple
 
 def _generative_spec(request, options, job, prior, agreement, base: BlockSpec) -> BlockSpec:
     from ...methods.generative import GenerativeFusion, ensemble_size, sampling_plan
-    from ..fuse import record_generative_run, scene_dmsp_gain
+    from ..fuse import record_generative_run, run_precision, scene_dmsp_gain
     from ..scene import construct_for
 
     entry, result = job.entry, job.result
+    entry = run_precision(request, entry, result)  # chosen once by the client: every block runs the same file
     plan = sampling_plan(entry.zoo, request.sampler, request.steps, request.speed, request.temperature, request.strength)
     ensemble = ensemble_size(request.ensemble, bool(request.uncertainty), entry.family, entry.id)
     threads = request.threads or options.threads

@@ -152,6 +152,7 @@ def test_fuse_with_a_zoo_model_speed_ensemble_uncertainty_device(processing_run,
             "STEPS": 2,
             "ENSEMBLE": 2,
             "DEVICE": "cpu",
+            "PRECISION": "fp32",
             "UNCERTAINTY": str(spread),
             "OUTPUT": str(out),
         },
@@ -159,7 +160,17 @@ def test_fuse_with_a_zoo_model_speed_ensemble_uncertainty_device(processing_run,
         feedback=QgsProcessingFeedback(),
     )
     assert result["DEVICE"] == "cpu" and "NFE 2" in result["SAMPLER"]
+    assert result["PRECISION"] == "fp32 (asked for)"
     assert result["UNCERTAINTY"] == str(spread) and spread.exists()
+    for model, precision in (("diffusion-fp32", "int8 (asked for)"), ("flow_matching-fp32", None)):  # the smoke zoo's int8
+        params = {"DMSP": str(sample["dmsp"]), "MODEL": model, "STEPS": 1, "PRECISION": "int8", "OUTPUT": str(tmp_path / "i.tif")}
+        params["SAMPLER"] = "flow_euler" if precision is None else "ddim"
+        if precision is None:
+            with pytest.raises(QgsProcessingException, match="has no int8 variant"):
+                processing.run(FuseAlgorithm(), params, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+        else:
+            ran = processing.run(FuseAlgorithm(), params, context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+            assert ran["PRECISION"] == precision
     with rasterio.open(out) as src:
         assert src.tags()["NLF_ENSEMBLE"] == "2" and src.tags()["NLF_SAMPLER"] == "ddim"
 

@@ -94,6 +94,15 @@ def keep_inputs_in_qgis_process(arguments: list[str]) -> bool:
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 
 
+def precision_cache_dir() -> str | None:
+    """Where QGIS keeps the measured precision choice: the user profile's folder (it moves with the profile; a
+    profile copied to another machine is measured again, the choice is keyed by the machine). None outside QGIS."""
+    from qgis.core import QgsApplication
+
+    folder = QgsApplication.qgisSettingsDirPath()
+    return str(Path(folder) / "nightlight_fusion") if folder else None
+
+
 def help_path() -> Path:
     """The help page: `help/` in the installed plugin (pb_tool copies docs/help there), docs/help in a checkout."""
     for candidate in (PLUGIN_DIR / "help" / "index.html", PLUGIN_DIR.parent / "docs" / "help" / "index.html"):

@@ -36,12 +36,14 @@ from .common import (
     extent_parameter,
     help_url,
     kept,
+    precision_cache_dir,
     raster_file,
     require_core,
     run_core,
 )
 
 DEVICES = ["auto", "cpu", "cuda", "directml", "coreml"]
+PRECISIONS = ["auto", "fp32", "int8", "fp16"]
 HELP = """<p>Fuses a DMSP-OLS stable-lights raster (DN 0–63) into a VIIRS-like radiance raster (nW/cm²/sr).</p>
 <p><b>DMSP</b>: single-band DMSP-OLS stable lights of the target year. <b>VIIRS</b> (optional): a VIIRS DNB
 composite of a reference year; the output is written on its grid. Without it the output is on a 15″ EPSG:4326
@@ -53,7 +55,10 @@ the bundled ONNX models (<code>python -m nightlight_fusion_plugin models</code> 
 latent (0: no sampling noise, deterministic; 0.8: the default). <b>ENSEMBLE</b> averages K samples;
 <b>UNCERTAINTY</b> (optional output)
 is their standard deviation. <b>DEVICE</b>: auto picks CUDA/DirectML/CoreML when onnxruntime has it, else the CPU;
-the DEVICE output says which ran. <b>MASK</b> (optional polygon layer): only pixels inside its polygons are written,
+the DEVICE output says which ran. <b>PRECISION</b>: auto runs the faster variant of the model that passed the
+real-imagery gate (int8 where it pays on this CPU, fp16 on a GPU), measured once on this machine and remembered;
+fp32/int8/fp16 ask for that variant; the PRECISION output says which ran and why.
+<b>MASK</b> (optional polygon layer): only pixels inside its polygons are written,
 the others are nodata; without EXTENT the polygons' extent is the area. <b>THREADS</b>/<b>BATCH_SIZE</b>: CPU threads
 and tiles per model call. <b>REPORT</b> (optional HTML): thumbnails of DMSP, reference and result and a QA check (the
 result re-simulated to DMSP vs the input DMSP: Pearson r of DN, also the QA_PEARSON_R output).
@@ -131,6 +136,11 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
                 self.DEVICE, self.tr("Device"), options=DEVICES, defaultValue="auto", usesStaticStrings=True
             )
         )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "PRECISION", self.tr("Precision"), options=PRECISIONS, defaultValue="auto", usesStaticStrings=True
+            )
+        )
         advanced = [
             QgsProcessingParameterEnum(
                 self.SAMPLER,
@@ -182,6 +192,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             )
         )
         self.addOutput(QgsProcessingOutputString("DEVICE", self.tr("Device that ran the model")))
+        self.addOutput(QgsProcessingOutputString("PRECISION", self.tr("Precision that ran, and why")))
         self.addOutput(QgsProcessingOutputNumber("QA_PEARSON_R", self.tr("Re-simulated DMSP vs input DMSP: Pearson r")))
         self.addOutput(QgsProcessingOutputNumber("SECONDS", self.tr("Run time (s)")))
         self.addOutput(QgsProcessingOutputString("SAMPLER", self.tr("Sampler, steps and NFE used")))
@@ -208,6 +219,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
         self._ensemble = self._optional_int(parameters, self.ENSEMBLE, context)
         self._temperature = self.parameterAsDouble(parameters, self.TEMPERATURE, context)  # its default when absent
         self._device = self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto"
+        self._precision = self.parameterAsEnumString(parameters, "PRECISION", context) or "auto"
         self._satellite = self.parameterAsString(parameters, self.SATELLITE, context) or None
         self._year = self._optional_int(parameters, self.YEAR, context)
         self._reference_year = self._optional_int(parameters, self.REFERENCE_YEAR, context)
@@ -274,6 +286,8 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             temperature=self._temperature,
             uncertainty=self._uncertainty,
             device=self._device,
+            precision=self._precision,
+            precision_cache=precision_cache_dir(),
             threads=self._threads,
             cache_models=self._cache_models,
             batch_size=self._batch_size,
@@ -295,6 +309,7 @@ class FuseAlgorithm(InputsUntouched, QgsProcessingAlgorithm):
             self.OUTPUT: result.output,
             self.UNCERTAINTY: result.uncertainty,
             "DEVICE": result.device,
+            "PRECISION": result.tags.get("NLF_PRECISION", "fp32 (traditional method)"),
             "SAMPLER": result.sampler or "traditional (no sampling)",
         }
 

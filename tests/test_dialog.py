@@ -565,18 +565,3 @@ def test_screenshots_of_the_dialog_and_the_result(qgis_iface, layers, tmp_path):
     assert (IMAGES / "dialog.png").stat().st_size > 10_000 and (IMAGES / "result.png").stat().st_size > 10_000
     del mask
     dlg.close()
-
-
-def test_precision_choice_is_a_parameter_and_remembered(dialog):
-    panel = dialog.advanced_panel
-    assert dialog.parameters()["PRECISION"] == "auto"  # the default: measured on this machine
-    panel.precision_combo.setCurrentIndex(panel.precision_combo.findData("int8"))
-    assert dialog.parameters()["PRECISION"] == "int8"
-    panel.save_settings()
-    panel.precision_combo.setCurrentIndex(0)
-    panel.load_settings()
-    assert panel.precision() == "int8"
-    dialog.series_radio.setChecked(True)
-    assert not panel.precision_combo.isEnabled()  # a series runs every year at auto
-    panel.precision_combo.setCurrentIndex(0)
-    panel.save_settings()

@@ -54,16 +54,6 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         for device in onnx_devices():
             self.device_combo.addItem(device.upper() if device in ("cpu", "cuda") else device, device)
         self.device_combo.setToolTip(tr("Where the model runs (onnxruntime providers available here); Auto prefers a GPU"))
-        self.precision_combo = QComboBox(self)
-        self.precision_combo.addItem(tr("Auto (measured on this machine)"), "auto")
-        for value in ("fp32", "int8", "fp16"):
-            self.precision_combo.addItem(value, value)
-        self.precision_combo.setToolTip(
-            tr(
-                "Auto runs the faster variant of the model that passed the real-imagery check (int8 where it pays on "
-                "this CPU, fp16 on a GPU), timed once on this machine and remembered; the result says which ran"
-            )
-        )
         self.threads_spin = self._spin(0, 256, tr("CPU threads for the model (remembered)"), tr("all cores"))
         self.batch_spin = self._spin(1, 256, tr("Tiles per model call: larger is faster on a GPU, uses more memory (remembered)"))
         self.satellite_edit = QLineEdit(self)
@@ -94,7 +84,6 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         form.addRow(self.uncertainty_check)
         form.addRow(tr("Uncertainty output"), self.uncertainty_widget)
         form.addRow(tr("Device"), self.device_combo)
-        form.addRow(tr("Precision"), self.precision_combo)
         form.addRow(tr("Threads"), self.threads_spin)
         form.addRow(tr("Tile batch"), self.batch_spin)
         form.addRow(tr("Satellite / year"), satellite_row)
@@ -158,7 +147,7 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         """Series mode greys out what a series does not take: ensemble, uncertainty, satellite/year and reference
         year (per file in the series table), the HTML report (a series writes its JSON report)."""
         self.series = series
-        for widget in (self.satellite_edit, self.year_spin, self.reference_year_spin, self.report_check, self.precision_combo):
+        for widget in (self.satellite_edit, self.year_spin, self.reference_year_spin, self.report_check):
             widget.setEnabled(not series)
         self._enable_ensemble()
 
@@ -175,9 +164,6 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
     def device(self) -> str:
         return self.device_combo.currentData() or "auto"
 
-    def precision(self) -> str:
-        return self.precision_combo.currentData() or "auto"
-
     def threads(self) -> int | None:
         return self.threads_spin.value() or None
 
@@ -191,7 +177,6 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
     def load_settings(self) -> None:
         s = QgsSettings()
         self.device_combo.setCurrentIndex(max(self.device_combo.findData(s.value(SETTINGS + "device", "auto")), 0))
-        self.precision_combo.setCurrentIndex(max(self.precision_combo.findData(s.value(SETTINGS + "precision", "auto")), 0))
         self.threads_spin.setValue(int(s.value(SETTINGS + "threads", 0)))
         self.batch_spin.setValue(int(s.value(SETTINGS + "batch_size", 8)))
         self.report_check.setChecked(s.value(SETTINGS + "report", True, type=bool))
@@ -201,7 +186,6 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
         # cache_models is read by the algorithm itself: it is a QGIS-session setting, not a parameter
         s = QgsSettings()
         s.setValue(SETTINGS + "device", self.device())
-        s.setValue(SETTINGS + "precision", self.precision())
         s.setValue(SETTINGS + "threads", self.threads_spin.value())
         s.setValue(SETTINGS + "batch_size", self.batch_spin.value())
         s.setValue(SETTINGS + "report", self.report_check.isChecked())
@@ -215,8 +199,6 @@ class AdvancedPanel(QgsCollapsibleGroupBox):
             "ENSEMBLE": self.ensemble_spin.value(),
             "BATCH_SIZE": self.batch_spin.value(),
         }
-        if not self.series:  # nightlightfusion:series runs each year's fuse at auto precision
-            params["PRECISION"] = self.precision()
         if self.threads():
             params["THREADS"] = self.threads()
         if self.satellite_edit.text().strip():

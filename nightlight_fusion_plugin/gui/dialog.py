@@ -206,7 +206,9 @@ class FuseDialog(QDialog):
         else:
             params = {
                 **self.inputs_panel.parameters(),
-                "MODEL": entry.id if entry else None,
+                # the model itself and the precision: the engine resolves auto by its measurement on this machine
+                "MODEL": (entry.variant_of or entry.id) if entry else None,
+                "PRECISION": self.model_panel.precision(),
                 "OUTPUT": output or QgsProcessing.TEMPORARY_OUTPUT,
                 **self.advanced_panel.parameters(output),
                 **self.area_panel.parameters(),

@@ -66,7 +66,10 @@ class ModelPanel(QGroupBox):
         self.runtime_label.setToolTip(tr("Why the ONNX models of the zoo are greyed out"))
         self.precision_combo = QComboBox(self)
         self.precision_combo.setToolTip(
-            tr("Numeric precision: automatic picks int8 on the CPU and fp16/fp32 on a GPU; choose one to override")
+            tr(
+                "Numeric precision: Automatic runs the faster variant that passed the real-imagery check, timed once on "
+                "this machine and remembered (int8 where it pays on this CPU, fp16 on a GPU); choose one to override"
+            )
         )
         self.speed_slider = QSlider(self)
         self.speed_slider.setOrientation(1)  # Qt.Horizontal
@@ -197,16 +200,29 @@ class ModelPanel(QGroupBox):
         return gpus[0] if gpus else "cpu"
 
     def selected_model(self) -> ModelEntry | None:
-        """The model variant the run will use: the precision override, else int8 on the CPU, fp16/fp32 on a GPU."""
-        variants = self.variants(self.model_combo.currentData())
+        """The model variant the run will use: the precision chosen, else (Automatic) the engine's measured choice
+        on this machine when it has made one (core/engine/precision.py), else the model itself."""
+        base_id = self.model_combo.currentData()
+        variants = self.variants(base_id)
         if not variants:
             return None
         by_precision = {m.precision: m for m in variants}
         chosen = self.precision_combo.currentData()
         if chosen and chosen in by_precision:
             return by_precision[chosen]
-        order = ["int8", "fp32", "fp16"] if self.resolved_device() == "cpu" else ["fp16", "fp32", "int8"]
-        return next((by_precision[p] for p in order if p in by_precision), variants[0])
+        base = self.models.get(base_id) or variants[0]
+        if base.zoo is not None and len(variants) > 1:
+            from ..core.engine.precision import ChoiceCache, cached_choice
+            from ..processing.common import precision_cache_dir
+
+            known = cached_choice(base.zoo, self.resolved_device(), ChoiceCache(precision_cache_dir()))
+            if known is not None:
+                return next((m for m in variants if m.id == known.model.id), base)
+        return base
+
+    def precision(self) -> str:
+        """The PRECISION parameter: the variant chosen, or auto (the engine measures once and remembers)."""
+        return self.precision_combo.currentData() or "auto"
 
     def _on_model_changed(self, *args) -> None:
         self.precision_combo.blockSignals(True)

@@ -227,7 +227,11 @@ class RunPanel(QWidget):
             report = results.get("REPORT")
             self.report_path = report or None
             link = f' · <a href="{QUrl.fromLocalFile(report).toString()}">{self.tr("run report")}</a>' if report else ""
-            self.status.setText(self.tr("Done on {}: {}").format(results.get("DEVICE") or self.device, output) + link)
+            where = results.get("DEVICE") or self.device
+            if results.get("PRECISION"):
+                where += f", {results['PRECISION'].split(' (')[0]}"  # e.g. "cpu, int8"; the tooltip says why
+                self.status.setToolTip(self.tr("Precision: {}").format(results["PRECISION"]))
+            self.status.setText(self.tr("Done on {}: {}").format(where, output) + link)
             if report:
                 message += self.tr(" · report: {}").format(report)
             self._notify(message, success=True)

@@ -130,6 +130,23 @@ def seconds_per_tile(model: ZooModel, device: str, threads: int | None, repeats:
     return best
 
 
+def _auto_candidates(found: dict[str, ZooModel], device: str) -> tuple[dict[str, ZooModel], str]:
+    """The variants auto times on `device` (fp16 only on a GPU) and the cache key of that measurement."""
+    candidates = {p: m for p, m in found.items() if p == "fp32" or p == "int8" or (p == "fp16" and device in GPU_DEVICES)}
+    key = f"{machine_fingerprint(device)}|" + ",".join(f"{p}:{m.sha256[:12]}" for p, m in sorted(candidates.items()))
+    return candidates, key
+
+
+def cached_choice(model: ZooModel, device: str, cache: ChoiceCache | None = None) -> PrecisionChoice | None:
+    """auto's choice if it was measured on this machine already (nothing is timed here: the dialog predicts run
+    times with it); None when it was not."""
+    candidates, key = _auto_candidates(variants(model), device)
+    known = (cache or ChoiceCache()).get(key)
+    if known and known["precision"] in candidates:
+        return PrecisionChoice(candidates[known["precision"]], f"{known['precision']} (auto, measured here: {known['why']})")
+    return None
+
+
 def choose(
     model: ZooModel,
     requested: str = "auto",
@@ -153,14 +170,13 @@ def choose(
         return PrecisionChoice(found[requested], f"{requested} (asked for)")
     if model.variant_of:  # a variant named explicitly as --model: that one
         return PrecisionChoice(model, f"{model.precision} (the model asked for)")
-    candidates = {p: m for p, m in found.items() if p == "fp32" or p == "int8" or (p == "fp16" and device in GPU_DEVICES)}
+    candidates, key = _auto_candidates(found, device)
     if len(candidates) < 2:
         return PrecisionChoice(found.get("fp32", model), "fp32 (no quantized variant for this device)")
     cache = cache or ChoiceCache()
-    key = f"{machine_fingerprint(device)}|" + ",".join(f"{p}:{m.sha256[:12]}" for p, m in sorted(candidates.items()))
-    known = cache.get(key)
-    if known and known["precision"] in candidates:
-        return PrecisionChoice(candidates[known["precision"]], f"{known['precision']} (auto, measured here: {known['why']})")
+    known = cached_choice(model, device, cache)
+    if known is not None:
+        return known
     timings: dict[str, float] = {}
     broken: list[str] = []
     for precision, candidate in sorted(candidates.items()):

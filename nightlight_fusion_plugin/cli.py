@@ -47,6 +47,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         uncertainty=args.uncertainty,
         device=args.device,
         precision=args.precision,
+        dmsp_consistency=args.dmsp_consistency,
         threads=args.threads,
         batch_size=args.batch_size,
         temperature=args.temperature,
@@ -309,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per onnxruntime call")
     p.add_argument("--mask", help="GeoJSON polygons: only pixels inside are written (the rest nodata)")
+    p.add_argument(
+        "--dmsp-consistency",
+        action="store_true",
+        help="a last pass that scales the map locally so that, re-simulated to DMSP, it matches the DMSP",
+    )
     p.add_argument("--report", help="also write an HTML run report (thumbnails, QA) to this file")
     p.add_argument("--satellite", help="DMSP satellite (F10…F18) if the file name does not say")
     p.add_argument("--year", type=int, help="DMSP year if the file name does not say")

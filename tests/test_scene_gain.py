@@ -121,8 +121,9 @@ def test_the_split_follows_the_years_between_dmsp_and_reference():
     assert reference_gap(2005, 2015, 1.0) == (1.0, "given")
     gap, why = reference_gap(None, 2015)
     assert gap is None and "DMSP year" in why
-    with pytest.raises(InputError, match="0 or more"):
-        reference_gap(2005, 2015, -1.0)
+    assert reference_gap(2005, 2015, -1.0) == (1.0, "given")  # signed (reference a year before): the prior's magnitude
+    with pytest.raises(InputError, match="must be a number"):
+        reference_gap(2005, 2015, float("nan"))
 
 
 def test_a_dimmer_sensor_a_year_from_its_reference_is_corrected_more(sample, dim_sensor, tmp_path):

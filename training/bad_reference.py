@@ -61,7 +61,7 @@ def _run(model: str, files: dict[str, str], reference: str | None, scene: dict, 
             satellite=scene.get("satellite"),
             year=scene.get("year"),
             reference_year=scene.get("reference_year") if reference else None,  # the scene's dates, as evaluate
-            reference_gap_years=scene.get("gap_years") if reference else None,
+            reference_gap_years=scene.get("signed_gap_years", scene.get("gap_years")) if reference else None,
         )
     )
     info = inspect_raster(files["viirs_truth"], "truth")

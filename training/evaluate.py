@@ -118,7 +118,7 @@ def predict_scene(
             # The scene's own dates: simulated DMSP carries a satellite-year for its sensor, not the truth's year
             # (real-temporal sets), so the gap to the reference is given when the set records it.
             reference_year=scene.get("reference_year") if with_reference else None,
-            reference_gap_years=scene.get("gap_years") if with_reference else None,
+            reference_gap_years=scene.get("signed_gap_years", scene.get("gap_years")) if with_reference else None,
             **options,
         )
     )

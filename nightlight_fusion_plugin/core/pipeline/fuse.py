@@ -23,7 +23,8 @@ from ..raster.grids import AlignedReader, Bounds, Grid, RasterInfo, inspect_rast
 from ..raster.mask import load_mask
 from ..raster.output import RasterWriter, check_output_path
 from ..sensor.intercalibration import DN_SATURATED, Intercalibration, intercalibration_for, parse_satellite_year
-from .scene import construct_for, scene_dmsp_gain, scene_wide  # noqa: F401 (scene_dmsp_gain: distributed imports it here)
+from .consistency import consistency_input_path, make_consistent
+from .scene import construct_for, scene_dmsp_gain, scene_wide, signed_gap_years  # noqa: F401 (scene_dmsp_gain: distributed imports it here)
 
 ProgressCallback = Callable[[float, str], None]
 GDAL_CACHE_MB = 64
@@ -57,7 +58,8 @@ class FuseRequest:
     cache_models: bool = False  # keep onnxruntime sessions loaded between runs (a QGIS session runs many)
     mask: str | None = None  # GeoJSON polygons (file or text): only pixels inside are written, the rest nodata
     reference_year: int | None = None  # the VIIRS reference's year (default: from its file name)
-    reference_gap_years: float | None = None  # years between DMSP and reference, overriding both years
+    reference_gap_years: float | None = None  # reference year - DMSP year (signed), overriding both years
+    dmsp_consistency: bool = False  # a last pass: the map re-simulated to DMSP made to match the DMSP (pipeline/consistency.py)
     precision: str = "auto"  # fp32, int8, fp16 or auto (the faster gated variant, measured once per machine)
     precision_cache: str | None = None  # folder of the measured choice (default: engine/precision.default_cache_dir)
 
@@ -121,7 +123,7 @@ class PreparedRun:
 def prepare(request: FuseRequest) -> PreparedRun:
     """Inputs, output, grid, mask, checks and intercalibration of a request: shared by fuse() and the block
     runner (core/distributed.py), so both write the same pixels with the same tags."""
-    entry = model_entry(request.model, with_reference=bool(request.viirs))
+    entry = model_entry(request.model, bool(request.viirs), signed_gap_years(request) if request.viirs else None)
     dmsp = inspect_raster(request.dmsp, "DMSP")
     viirs = inspect_raster(request.viirs, "VIIRS") if request.viirs else None
     output = check_output_path(request.output, [request.dmsp, request.viirs or ""], request.overwrite)
@@ -173,6 +175,9 @@ def fuse(
     report(0.0, f"Output grid {grid.width}×{grid.height} px ({grid.crs.to_string()})")
     # GDAL's block cache defaults to 5 % of RAM and fills with every block read: cap it so that memory does
     # not grow with the area (reads are windowed; nothing needs more than a few bands of blocks).
+    final = output
+    if request.dmsp_consistency:  # the method writes a hidden file, the consistency pass the output from it
+        output = consistency_input_path(final)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         prior, agreement = scene_wide(request, job)
         if entry.id == REFERENCE_CHANGE:
@@ -186,6 +191,8 @@ def fuse(
                 request, entry, dmsp, viirs, grid, intercal, output, uncertainty, result, report, check_cancel, mask,
                 agreement, prior,
             )  # fmt: skip
+        if request.dmsp_consistency:
+            make_consistent(request, dmsp, output, final, grid, intercal, result, report, check_cancel, mask)
     report(1.0, "Done")
     result.seconds = time.perf_counter() - started
     return result

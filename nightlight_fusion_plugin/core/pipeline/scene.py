@@ -95,12 +95,12 @@ def construct_for(request, dmsp, viirs, grid, intercal, result, report, check_ca
 
 
 def signed_gap_years(request) -> float | None:
-    """Reference year minus DMSP year, from the request's years or the file names; an explicit unsigned gap is
-    taken as a reference after the DMSP (the DMSP era, 1992-2013, precedes VIIRS); None when nothing says."""
+    """Reference year minus DMSP year: the request's explicit gap (signed; it wins, as for the prior: evaluation sets
+    give it where the DMSP's year is its sensor's), else its years or the file names; None when nothing says."""
+    if request.reference_gap_years is not None:
+        return float(request.reference_gap_years)
     dmsp_year = request.year or parse_satellite_year(request.dmsp)[1]
     reference_year = request.reference_year or (parse_reference_year(request.viirs) if request.viirs else None)
     if dmsp_year and reference_year:
         return float(reference_year - dmsp_year)
-    if request.reference_gap_years is not None:
-        return float(request.reference_gap_years)
     return None

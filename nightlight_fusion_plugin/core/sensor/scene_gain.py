@@ -111,11 +111,12 @@ def _optional_float(value) -> float | None:
 def reference_gap(
     dmsp_year: int | None, reference_year: int | None, explicit_gap: float | None = None
 ) -> tuple[float | None, str]:
-    """Years between the DMSP and the reference, and where that came from (for the output's tags)."""
+    """Years between the DMSP and the reference (a magnitude: the prior does not care which came first), and where
+    that came from (for the output's tags). explicit_gap may be signed (reference year - DMSP year)."""
     if explicit_gap is not None:
-        if explicit_gap < 0:
-            raise InputError(f"The years between the DMSP and the reference must be 0 or more, got {explicit_gap}.")
-        return float(explicit_gap), "given"
+        if not np.isfinite(explicit_gap):
+            raise InputError(f"The years between the DMSP and the reference must be a number, got {explicit_gap}.")
+        return float(abs(explicit_gap)), "given"
     if dmsp_year is not None and reference_year is not None:
         return float(abs(reference_year - dmsp_year)), f"DMSP {dmsp_year}, reference {reference_year}"
     missing = "the DMSP year" if dmsp_year is None else "the reference year"

@@ -60,6 +60,11 @@ def fuse_blocks(
     report = progress or (lambda fraction, message: None)
     if options.block_rows < 1 or options.block_cols < 1:
         raise InputError(f"--block-rows and --block-cols must be at least 1, got {options.block_rows}, {options.block_cols}.")
+    if request.dmsp_consistency:
+        raise InputError(
+            "--dmsp-consistency is a second pass over the whole map and does not run in blocks yet: run without "
+            "--workers/--scheduler/--resume for it."
+        )
     job = prepare(request)
     output, grid, mask, result = job.output, job.grid, job.mask, job.result
     uncertainty = None

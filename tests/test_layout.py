@@ -26,3 +26,51 @@ def test_no_module_is_over_the_line_limit() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"split these by concept (issue #22): {long}"
+
+
+def test_a_fuse_run_only_calls_down_the_layers_but_for_its_callbacks(tmp_path) -> None:
+    """Following a FuseRequest from fuse() to the written file: every call between layers goes down
+    (pipeline -> methods -> engine -> sensor -> raster); the only calls back up are the callbacks the pipeline
+    hands down (progress, cancel check, the writer it opens)."""
+    import sys
+
+    from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
+
+    order = ["pipeline", "methods", "engine", "sensor", "raster"]
+    core = str(CORE) + "/"
+
+    def layer(filename: str) -> str | None:
+        rel = filename.split(core)[1] if core in filename else ""
+        return rel.split("/")[0] if "/" in rel else None
+
+    upward: set[tuple[str, str, str]] = set()
+    downward: set[tuple[str, str]] = set()
+
+    def watch(frame, event, arg):
+        if event != "call" or (callee := layer(frame.f_code.co_filename)) not in order:
+            return
+        back = frame.f_back
+        while back is not None and core not in back.f_code.co_filename:
+            back = back.f_back  # through numpy/rasterio frames to the core caller
+        caller = layer(back.f_code.co_filename) if back is not None else None
+        if caller in order and caller != callee:
+            if order.index(callee) < order.index(caller):
+                upward.add((caller, callee, frame.f_code.co_name))
+            else:
+                downward.add((caller, callee))
+
+    sample = REPO / "nightlight_fusion_plugin" / "sample_data"
+    for model in ("reference-change", "baseline"):
+        request = FuseRequest(
+            dmsp=str(sample / "dmsp_F15_2005_sample.tif"),
+            viirs=str(sample / "viirs_2015_reference_sample.tif"),
+            model=model,
+            output=str(tmp_path / f"{model}.tif"),
+        )
+        sys.setprofile(watch)
+        try:
+            fuse(request)
+        finally:
+            sys.setprofile(None)
+    assert ("pipeline", "methods") in downward and ("methods", "raster") in downward
+    assert {name for _, _, name in upward} <= {"check_cancel", "<lambda>", "writer", "report"}, upward

@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in models
     ]
     bad = bad_references(rows, entries, sets, args.quick)
-    (args.docs / "design_space.md").write_text(markdown(rows, figures, args.quick, entries, args.runs_dir, kept, bad))
+    command = " ".join(["python -m training.report", *(sys.argv[1:] if argv is None else argv)])
+    (args.docs / "design_space.md").write_text(markdown(rows, figures, args.quick, entries, args.runs_dir, kept, bad, command))
     if models and not args.no_manifest:
         update_manifest(args.zoo, rows)
     print(args.docs / "design_space.md")

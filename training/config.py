@@ -26,7 +26,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "val_every": 500,
     "checkpoint_every": 500,
     "num_workers": 1,
-    "precision": "auto",  # auto (bf16 autocast on CUDA when the family allows it, else fp32), fp32, bf16
+    # auto: bf16 autocast where the hardware computes bf16 natively (CUDA; a CPU with AVX512-BF16 or AMX) and the
+    # family allows it, else fp32; fp32; bf16 (also where a CPU only emulates it: slower, a measured option)
+    "precision": "auto",
+    "memory_format": "auto",  # auto (channels_last for the UNet families), channels_last, contiguous (the old path)
+    "threads": 0,  # torch compute threads on CPU; 0: the usable cores minus one per tile worker (OMP_NUM_THREADS wins)
+    "prefetch": 4,  # batches each tile worker keeps ready (DataLoader prefetch_factor)
     "warmup_steps": 200,  # linear LR warmup, then cosine decay to min_lr_ratio * lr
     "min_lr_ratio": 0.1,
     "log_every": 50,
@@ -79,7 +84,13 @@ def validate_config(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
         train[key] = value
     if train["precision"] not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"[train] precision = {train['precision']!r} is not one of 'auto', 'fp32', 'bf16'")
-    for key in ("steps", "batch_size", "val_every", "checkpoint_every", "log_every", "val_batches"):
+    if train["memory_format"] not in ("auto", "channels_last", "contiguous"):
+        raise ConfigError(
+            f"[train] memory_format = {train['memory_format']!r} is not one of 'auto', 'channels_last', 'contiguous'"
+        )
+    if train["threads"] < 0:
+        raise ConfigError("[train] threads must be >= 0 (0: sized to the cores)")
+    for key in ("steps", "batch_size", "val_every", "checkpoint_every", "log_every", "val_batches", "prefetch"):
         if train[key] < 1:
             raise ConfigError(f"[train] {key} must be >= 1")
     return {"model": dict(raw["model"]), "data": dict(raw.get("data", {})), "train": train}

@@ -74,6 +74,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--data-cache", help="read training tiles from this filled tile cache (python -m training.data.cache)")
     parser.add_argument("--num-workers", type=int, help="DataLoader workers (overrides [train] num_workers; same tiles)")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), help="overrides [train] precision (recorded in the run's config)"
+    )
+    parser.add_argument(
+        "--memory-format",
+        choices=("auto", "channels_last", "contiguous"),
+        help="overrides [train] memory_format (recorded in the run's config)",
+    )
+    parser.add_argument("--threads", type=int, help="torch compute threads (overrides [train] threads; 0: sized to the cores)")
     args = parser.parse_args(argv)
     if not args.config and not args.resume:
         parser.error("--config is required (unless --resume is given)")
@@ -90,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             config = validate_config(
                 {"model": {"family": meta["family"], **meta["model_table"]}, "data": meta["data"], "train": meta["train"]}
             )
+        # Flags that change how the step computes are written into the config, so the run records them and a
+        # resume keeps them.
+        overrides = {"precision": args.precision, "memory_format": args.memory_format, "threads": args.threads}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        config = validate_config({**config, "train": {**config["train"], **overrides}})
         build_model(config["model"])  # unknown family / keys: fail before touching the run directory
         check_data_table(config["data"])
         if args.out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -22,7 +23,7 @@ from ..models import ConfigError, build_model
 from .batches import EpochBatches, _worker_init, check_data_table, to_device
 from .distributed import Distributed
 from .optim import EMA, LossModule, lr_lambda
-from .precision import autocast_context
+from .precision import compute_threads, precision_context, resolve_memory_format, resolve_precision, to_memory_format
 from .state import git_commit, initial_weights, rng_state, seed_everything, set_rng_state
 from .validation import validate
 
@@ -100,8 +101,17 @@ def _train(
     if tc["batch_size"] % env.world:
         raise ConfigError(f"[train] batch_size {tc['batch_size']} is not divisible by WORLD_SIZE {env.world}")
     per_rank_batch = tc["batch_size"] // env.world
+    # Compute threads sized to the cores the config's tile workers leave free (an explicit OMP_NUM_THREADS wins on
+    # "auto"). The thread count is part of the numerics (oneDNN splits reductions by thread), so it follows the
+    # config's num_workers, never --num-workers/--data-cache: those change speed, never the run.
+    threads = torch.get_num_threads()
+    if env.device.type == "cpu" and (tc["threads"] > 0 or "OMP_NUM_THREADS" not in os.environ):
+        threads = compute_threads(tc["threads"], tc["num_workers"], env.world)
+        torch.set_num_threads(threads)
     seed_everything(tc["seed"])  # same init on every rank (DDP also broadcasts rank 0's weights)
     model = build_model(config["model"]).to(env.device)
+    memory_format = resolve_memory_format(tc["memory_format"], model.family)
+    model = model.to(memory_format=memory_format)  # conv weights in the layout of the batches (values unchanged)
     if data_cache:
         from ..data.cache import CachedDataset
 
@@ -119,7 +129,7 @@ def _train(
     elif state is None and getattr(model, "needs_data_init", False):
         # Data-dependent init (ActNorm) from the first tiles, before the EMA copy and DDP's broadcast.
         first = default_collate([train_set[i] for i in range(min(per_rank_batch, len(train_set)))])
-        model.data_init(to_device(first, env.device))
+        model.data_init(to_memory_format(to_device(first, env.device), memory_format))
     ema = EMA(model, tc["ema_decay"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
@@ -161,13 +171,21 @@ def _train(
         worker_init_fn=_worker_init if workers > 0 else None,
         # Own generator: creating the iterator must not draw from the global RNG.
         generator=torch.Generator().manual_seed(tc["seed"]),
+        # Each worker keeps `prefetch` batches ready, so a slow tile never stalls the step.
+        persistent_workers=workers > 0,
+        prefetch_factor=tc["prefetch"] if workers > 0 else None,
     )
     val_batches: list[dict[str, torch.Tensor]] = []
     if env.main:
         n_val = min(len(val_set), tc["val_batches"] * tc["batch_size"])
         items = [val_set[i] for i in range(n_val)]
-        val_batches = [default_collate(items[i : i + tc["batch_size"]]) for i in range(0, n_val, tc["batch_size"])]
-    amp = autocast_context(tc, model, env.device)
+        val_batches = [
+            to_memory_format(default_collate(items[i : i + tc["batch_size"]]), memory_format)
+            for i in range(0, n_val, tc["batch_size"])
+        ]
+    precision = resolve_precision(tc["precision"], model, env.device, quiet=not env.main)
+    amp = precision_context(precision, env.device)
+    layout = "channels_last" if memory_format == torch.channels_last else "contiguous"
 
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -197,7 +215,14 @@ def _train(
     )
     meta["history"] = [
         *earlier,
-        {"command": argv, "git_commit": meta["git_commit"], "from_step": start_step, "device": meta["device"]},
+        {
+            "command": argv,
+            "git_commit": meta["git_commit"],
+            "from_step": start_step,
+            "device": meta["device"],
+            "precision": precision,
+            "memory_format": layout,
+        },
     ]
     metrics_path = out / "metrics.jsonl"
 
@@ -239,18 +264,27 @@ def _train(
             f"steps {start_step} -> {stop_step} of {tc['steps']}, run dir {out}",
             flush=True,
         )
+        print(
+            f"step: {precision}, {layout}, {threads} compute thread(s), {workers} tile worker(s)"
+            + (f" prefetching {tc['prefetch']} batches each" if workers else "")
+            + (f", tiles from the cache {data_cache}" if data_cache else ""),
+            flush=True,
+        )
     if start_step >= stop_step:
         print(f"nothing to do: the checkpoint is at step {start_step} (stop at {stop_step})", flush=True)
         return 0
 
     step = start_step
     window: dict[str, float] = {}
-    window_n, t0, last_saved = 0, time.time(), start_step if state else None
+    window_n, t0, last_saved, waited = 0, time.time(), start_step if state else None, 0.0
     batches = iter(loader)
     model.train()
     with StopSignal() as stop:
         while step < stop_step:
-            batch = to_device(next(batches), env.device)
+            t_wait = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - t_wait  # time the step waited for tiles (0 when the loader keeps up)
+            batch = to_memory_format(to_device(batch, env.device), memory_format)
             with amp:
                 loss, logs = loss_module(batch)
             mean_loss = env.mean(loss.detach().float())
@@ -286,6 +320,7 @@ def _train(
                     **{k: v / window_n for k, v in window.items()},
                     "lr": scheduler.get_last_lr()[0],
                     "steps_per_s": window_n / max(elapsed, 1e-9),
+                    "data_wait_s": waited / window_n,
                 }
                 log(record)
                 if env.main:
@@ -294,7 +329,7 @@ def _train(
                         f"{record['steps_per_s']:.2f} it/s",
                         flush=True,
                     )
-                window, window_n, t0 = {}, 0, time.time()
+                window, window_n, t0, waited = {}, 0, time.time(), 0.0
             if step % tc["val_every"] == 0 or step == stop_step:
                 run_validation(step)
             if step % tc["checkpoint_every"] == 0 or step == stop_step:

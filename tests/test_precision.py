@@ -103,3 +103,24 @@ def test_a_corrupt_variant_falls_back_to_fp32_with_a_note(variant_zoo: Path, tmp
     # auto never picks the broken file and says so, without caching the broken state
     auto = fuse(FuseRequest(dmsp=dmsp, output=str(out), model="tiny-fp32", overwrite=True))
     assert auto.tags["NLF_PRECISION"].startswith("fp32 (auto") and "skipped tiny-int8.onnx" in auto.tags["NLF_PRECISION"]
+
+
+def test_the_default_follows_the_gap_class(variant_zoo: Path, tmp_path: Path) -> None:
+    """The manifest's per-gap-class choice (make report's rule) picks the model per input; an unknown gap takes the
+    overall default_with_reference; no reference, the zoo's default."""
+    from nightlight_fusion_plugin.core.engine.models import default_model
+    from nightlight_fusion_plugin.core.engine.zoo import gap_class
+
+    assert [gap_class(g) for g in (None, 0, -1, 1.4, 2, -5, 6, 13)] == [None, "1", "1", "1", "2-5", "2-5", "6+", "6+"]
+    manifest = json.loads((variant_zoo / "manifest.json").read_text())
+    manifest["default_with_reference"] = {"model": "reference-change"}
+    manifest["default_by_gap_class"] = {"1": {"model": "tiny-fp32"}, "6+": {"model": "baseline"}}
+    (variant_zoo / "manifest.json").write_text(json.dumps(manifest))
+    assert default_model(True, -1).id == "tiny-fp32"
+    assert default_model(True, 10).id == "baseline"
+    assert default_model(True, 3).id == "reference-change"  # no choice for 2-5 years: the overall one
+    assert default_model(True, None).id == "reference-change"
+    dmsp, reference = str(SAMPLE / "dmsp_F15_2005_sample.tif"), str(SAMPLE / "viirs_2015_reference_sample.tif")
+    near = fuse(FuseRequest(dmsp=dmsp, viirs=reference, output=str(tmp_path / "a.tif"), reference_year=2006))
+    far = fuse(FuseRequest(dmsp=dmsp, viirs=reference, output=str(tmp_path / "b.tif")))  # 2005 vs 2015 from the names
+    assert (near.model, far.model) == ("tiny-fp32", "baseline")

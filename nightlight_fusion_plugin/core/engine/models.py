@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InputError
-from .zoo import ZooModel, load_manifest, load_reference_default
+from .zoo import ZooModel, gap_class, load_gap_defaults, load_manifest, load_reference_default
 
 
 @dataclass(frozen=True)
@@ -53,22 +53,23 @@ def available_models() -> list[ModelEntry]:
     return entries
 
 
-def default_model(with_reference: bool = False) -> ModelEntry:
-    """The recommended model: with a VIIRS reference, the manifest's `default_with_reference` (decided on real
-    imagery by `make report`, where copying or rescaling the reference is hard to beat); else the zoo's default
-    (the baseline when the zoo has none)."""
+def default_model(with_reference: bool = False, gap_years: float | None = None) -> ModelEntry:
+    """The recommended model: with a VIIRS reference, the manifest's choice for the gap class of `gap_years`
+    (reference year - DMSP year; `default_by_gap_class`, decided per class on real imagery by `make report`), else
+    its `default_with_reference` (decided over every class: the choice when the gap is not known); without a
+    reference the zoo's default (the baseline when the zoo has none)."""
     models = available_models()
     if with_reference:
-        wanted = load_reference_default()
-        match = next((m for m in models if m.id == wanted), None)
-        if match is not None:
-            return match
+        for wanted in (load_gap_defaults().get(gap_class(gap_years) or ""), load_reference_default()):
+            match = next((m for m in models if m.id == wanted), None)
+            if match is not None:
+                return match
     return next(m for m in models if m.default)
 
 
-def model_entry(model_id: str | None, with_reference: bool = False) -> ModelEntry:
+def model_entry(model_id: str | None, with_reference: bool = False, gap_years: float | None = None) -> ModelEntry:
     if not model_id:
-        return default_model(with_reference)
+        return default_model(with_reference, gap_years)
     models = available_models()
     for entry in models:
         if entry.id == model_id:

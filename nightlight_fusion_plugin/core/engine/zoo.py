@@ -80,6 +80,28 @@ def load_reference_default(zoo_dir: str | os.PathLike | None = None) -> str | No
     return value.get("model") if isinstance(value, dict) else None
 
 
+GAP_CLASSES = ("1", "2-5", "6+")  # years between the DMSP and the reference (either way), as make report groups them
+
+
+def gap_class(gap_years: float | None) -> str | None:
+    """The report's gap class of a signed gap: "1" (up to a year), "2-5", "6+"; None when it is not known."""
+    if gap_years is None:
+        return None
+    gap = abs(float(gap_years))
+    return "1" if gap <= 1.5 else "2-5" if gap <= 5.5 else "6+"
+
+
+def load_gap_defaults(zoo_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """The model `make report` recommends per gap class with a reference (manifest `default_by_gap_class`:
+    {"1": {"model": ...}, "2-5": ..., "6+": ...}); {} when the manifest has none."""
+    zoo = Path(zoo_dir) if zoo_dir else Path(os.environ.get("NLF_MODEL_ZOO", ZOO_DIR))
+    try:
+        value = json.loads((zoo / MANIFEST).read_text()).get("default_by_gap_class") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return {k: v["model"] for k, v in value.items() if k in GAP_CLASSES and isinstance(v, dict) and v.get("model")}
+
+
 def load_manifest(zoo_dir: str | os.PathLike | None = None) -> list[ZooModel]:
     """All zoo models; [] when there is no manifest (a plugin without bundled models still works)."""
     zoo = Path(zoo_dir) if zoo_dir else Path(os.environ.get("NLF_MODEL_ZOO", ZOO_DIR))

@@ -44,6 +44,30 @@ def drop_failing_int8(zoo: Path, manifest: dict, rows: list[dict]) -> list[str]:
     return failing
 
 
+ENGINE_CLASS = {"1 year": "1", "2–5 years": "2-5", "≥ 6 years": "6+"}  # report class -> engine/zoo.GAP_CLASSES key
+
+
+def gap_class_defaults(rows: list[dict], models: list[dict]) -> dict[str, dict]:
+    """The per-class rule's choices (design_space.class_defaults) as the engine reads them: manifest
+    `default_by_gap_class`, keyed by engine/zoo.GAP_CLASSES, each with the margins it was decided on."""
+    from .class_defaults import choose_class_defaults
+
+    out = {}
+    for cls, choice in choose_class_defaults(rows, models).items():
+        if choice is None or cls not in ENGINE_CLASS:
+            continue  # no reference: default_without_reference and the zoo's default flag stay the choice
+        out[ENGINE_CLASS[cls]] = {
+            "model": choice["model"],
+            "pooled_margin_db": round(choice["pooled_margin_db"], 3),
+            "versus": choice["versus"],
+            "worst_region_db": None if choice["worst_region_db"] is None else round(choice["worst_region_db"], 3),
+            "worst_region": choice["worst_region"],
+            "holds": choice["holds"],
+            "decided_on": f"real-temporal gap-class set {choice['set']} (make report)",
+        }
+    return out
+
+
 def update_manifest(zoo: Path, rows: list[dict]) -> None:
     path = zoo / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -64,6 +88,11 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
             "worst_case_at": choice["where"],
             "decided_on": "real-temporal sets (make report)",
         }
+    by_class = gap_class_defaults(rows, manifest["models"])
+    if by_class:
+        manifest["default_by_gap_class"] = by_class
+    else:
+        manifest.pop("default_by_gap_class", None)
     for entry in manifest["models"]:
         levels = speed_levels(rows, entry["id"])
         if levels:

@@ -53,6 +53,7 @@ bench: setup-training
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine --model diffusion-fp32 --section "engine, diffusion-fp32"
 	PYTHONPATH=. $(PY) -m benchmarks.bench_dask && PYTHONPATH=. $(PY) -m benchmarks.bench_series
+	PYTHONPATH=. $(PY) -m benchmarks.bench_trainer
 
 ## The design-space report (docs/design_space.md) and measured speed levels written into model_zoo/manifest.json.
 report: setup-training

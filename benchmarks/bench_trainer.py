@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -115,13 +116,14 @@ def run_variant(name: str, config: dict, work: Path, steps: int, cache: Path | N
         raise RuntimeError(f"{name}: {' '.join(command)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     rate, wait = steps_per_s(out / "run" / "metrics.jsonl")
     setup = next((line for line in proc.stdout.splitlines() if line.startswith("step: ")), "")
-    return {"steps_per_s": rate, "data_wait_s": wait, "setup": setup.removeprefix("step: ")}
+    setup = re.sub(r"(tiles from the cache) \S+", r"\1", setup.removeprefix("step: "))  # not the temporary path
+    return {"steps_per_s": rate, "data_wait_s": wait, "setup": setup}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_trainer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="training/configs/unet.toml")
-    parser.add_argument("--steps", type=int, default=30, help="steps per run (the first --log-every are not measured)")
+    parser.add_argument("--steps", type=int, default=15, help="steps per run (the first --log-every are not measured)")
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="runs of every variant, in turns; the median is kept")
     parser.add_argument("--tiles", type=int, default=2048, help="[data] length of the benchmark runs (and of the cache)")

@@ -18,6 +18,7 @@ run's grids and does, for the block's pixels, exactly the arithmetic `fuse()` do
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from contextlib import ExitStack
@@ -118,8 +119,7 @@ def plan_blocks(spec: BlockSpec, block_rows: int, block_cols: int) -> list[Block
                 for r in lattice.tile_range(0, grid.height, lattice.anchor_row)]  # fmt: skip
         tiles = lattice.tile_range(0, grid.width, lattice.anchor_col)
         x_of = [lattice.tile_origin(c, lattice.anchor_col) + lattice.overlap for c in tiles[:: spec.batch_size]]
-        rows = _cuts(grid.height, block_rows, [y for y in y_of if 0 < y < grid.height])
-        cols = _cuts(grid.width, block_cols, [x for x in x_of if 0 < x < grid.width])
+        rows, cols = _balanced(grid.height, block_rows, y_of), _balanced(grid.width, block_cols, x_of)
     return [Block(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
 
 
@@ -135,6 +135,20 @@ def _cuts(length: int, size: int, candidates) -> list[tuple[int, int]]:
         if step is None or step >= length:
             break
         cuts.append(step)
+    return list(zip(cuts, cuts[1:] + [length]))
+
+
+def _balanced(length: int, size: int, candidates) -> list[tuple[int, int]]:
+    """ceil(length / size) [start, stop) spans covering [0, length), cut at the candidates nearest to equal parts:
+    about `size` long each and alike, so that the workers finish together."""
+    candidates = sorted(c for c in candidates if 0 < c < length)
+    n = max(1, math.ceil(length / size))
+    cuts = [0]
+    for k in range(1, n):
+        later = [c for c in candidates if c > cuts[-1]]
+        if not later:
+            break
+        cuts.append(min(later, key=lambda c: abs(c - k * length / n)))
     return list(zip(cuts, cuts[1:] + [length]))
 
 

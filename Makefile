@@ -48,11 +48,14 @@ default-curve: setup
 	    --output $(PLUGIN)/core/sensor/data/default_radiance_curve.json --overwrite
 
 ## Speed and memory targets (never timed tests): writes benchmarks/results.json and benchmarks/results.md.
+## bench_dask --strips: worker memory for a 1024- and an 8192-wide strip; --continental: the 0.1 Gpx dry run (long).
 bench: setup-training
 	PYTHONPATH=. $(PY) -m benchmarks.bench_simulator
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine --model diffusion-fp32 --section "engine, diffusion-fp32"
 	PYTHONPATH=. $(PY) -m benchmarks.bench_dask && PYTHONPATH=. $(PY) -m benchmarks.bench_series
+	PYTHONPATH=. $(PY) -m benchmarks.bench_dask --strips
+	PYTHONPATH=. $(PY) -m benchmarks.bench_dask --continental
 	PYTHONPATH=. $(PY) -m benchmarks.bench_trainer
 
 ## The design-space report (docs/design_space.md) and measured speed levels written into model_zoo/manifest.json.

@@ -446,7 +446,8 @@ def test_measure_times_one_tile_here(qgis_iface, layers, speed_zoo):
     dlg.model_panel.measure_button.click()
     assert wait_until(lambda: labels, 120), "measuring did not finish"
     assert "measured on this machine" in labels[0], labels[0]
-    assert ("diffusion-int8", "cpu") in dlg.model_panel.measurements
+    # Automatic precision, not yet measured by the engine on this machine: the model itself is timed
+    assert ("diffusion-fp32", "cpu") in dlg.model_panel.measurements
     dlg.close()
 
 

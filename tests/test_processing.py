@@ -162,7 +162,7 @@ def test_fuse_with_a_zoo_model_speed_ensemble_uncertainty_device(processing_run,
     assert result["DEVICE"] == "cpu" and "NFE 2" in result["SAMPLER"]
     assert result["PRECISION"] == "fp32 (asked for)"
     assert result["UNCERTAINTY"] == str(spread) and spread.exists()
-    for model, precision in (("diffusion-fp32", "int8 (asked for)"), ("flow_matching-fp32", None)):  # the smoke zoo's int8
+    for model, precision in (("diffusion-fp32", "int8 (asked for)"), ("flow-matching-fp32", None)):  # the smoke zoo's int8
         params = {"DMSP": str(sample["dmsp"]), "MODEL": model, "STEPS": 1, "PRECISION": "int8", "OUTPUT": str(tmp_path / "i.tif")}
         params["SAMPLER"] = "flow_euler" if precision is None else "ddim"
         if precision is None:

@@ -68,6 +68,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time (user + system), run on each worker: the work done, whatever else the machine ran."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def tiled_inputs(out_dir: Path, width: int, height: int, reference: bool = True, seed: int = 11) -> dict[str, Path]:
     """DMSP (30″) and a VIIRS reference (15″) of width × height output pixels, made by repeating the 1024² synthetic
     sample (mirrored every other time, so the tiles meet without seams), written strip by strip."""
@@ -92,14 +98,18 @@ def tiled_inputs(out_dir: Path, width: int, height: int, reference: bool = True,
     return paths
 
 
-def run_on_cluster(request: FuseRequest, workers: int, **options) -> tuple[float, list[float]]:
-    """(seconds, each worker's peak RSS in MB) of fuse_blocks on a fresh LocalCluster."""
+def run_on_cluster(request: FuseRequest, workers: int, cpu: list | None = None, **options) -> tuple[float, list[float]]:
+    """(seconds, each worker's peak RSS in MB) of fuse_blocks on a fresh LocalCluster; the workers' CPU seconds
+    for the run are appended to `cpu` when given."""
     cluster = ClusterOptions(workers=workers, threads=1, **options)
     with cluster_client(cluster) as client:
+        before = sum(client.run(cpu_seconds).values())
         started = time.perf_counter()
         fuse_blocks(request, cluster, client=client)
         seconds = time.perf_counter() - started
         peaks = sorted(client.run(peak_rss_mb).values())
+        if cpu is not None:
+            cpu.append(sum(client.run(cpu_seconds).values()) - before)
     return seconds, peaks
 
 
@@ -137,10 +147,12 @@ def throughput(args) -> None:
         fuse(request("default.tif", threads=None))
         row("single process, default threads (no profiler)", time.perf_counter() - started, os.cpu_count() or 1, True)
         for workers in (1, 2):
-            seconds, peaks = run_on_cluster(request(f"w{workers}.tif"), workers, block_rows=args.block_rows)
+            cpu: list[float] = []
+            seconds, peaks = run_on_cluster(request(f"w{workers}.tif"), workers, cpu, block_rows=args.block_rows)
             with rasterio.open(Path(tmp) / f"w{workers}.tif") as src:
                 same = bool(np.array_equal(src.read(1), reference, equal_nan=True))
-            row(f"--workers {workers} --threads 1", seconds, workers, same, worker_peak_rss_mb=round(max(peaks), 1))
+            row(f"--workers {workers} --threads 1", seconds, workers, same, worker_peak_rss_mb=round(max(peaks), 1),
+                workers_cpu_s=round(cpu[0], 1))  # fmt: skip
     rows[0]["note"] = f"cores on this machine: {os.cpu_count()}; load average before the runs: {load:.2f}"
     for r in rows[1:]:
         r["note"] = ""
@@ -184,10 +196,12 @@ def continental(args) -> None:
         inputs = tiled_inputs(Path(tmp), args.area, args.area, reference=False)
         made = time.perf_counter() - made
         request = FuseRequest(dmsp=str(inputs["dmsp"]), output=str(Path(tmp) / "continent.tif"), seed=1)
-        seconds, peaks = run_on_cluster(request, 2)
+        cpu: list[float] = []
+        seconds, peaks = run_on_cluster(request, 2, cpu)
         size = os.path.getsize(request.output)
     mpx = args.area * args.area / 1e6
     per_core_hour = mpx / seconds * 3600 / 2
+    per_cpu_hour = mpx / cpu[0] * 3600  # what a core that ran only this would do (the machine may be shared)
     row = {
         "area": f"{args.area}² px ({mpx / 1000:.3f} Gpx)",
         "model": "default without a reference (unet-fp32)",
@@ -198,7 +212,10 @@ def continental(args) -> None:
         "worker_peak_rss_mb": " / ".join(f"{p:.0f}" for p in peaks),
         "client_peak_rss_mb": round(peak_rss_mb(), 0),
         "output_mb": round(size / 1e6, 1),
+        "workers_cpu_s": round(cpu[0], 1),
+        "mpx_per_cpu_hour": round(per_cpu_hour, 1),
         "global_year_core_hours": round(GLOBAL_YEAR_GPX * 1000 / per_core_hour, 2),
+        "global_year_cpu_hours": round(GLOBAL_YEAR_GPX * 1000 / per_cpu_hour, 2),
         "global_year_hours_on_these_2_workers": round(GLOBAL_YEAR_GPX * 1000 / mpx * seconds / 3600, 2),
         "note": f"inputs made in {made:.0f} s; cores: {os.cpu_count()}; load average before: {load:.2f}",
     }

@@ -289,61 +289,55 @@ class GenerativeFusion:
         self, viirs: AlignedReader, extended: Grid, intercal: Intercalibration, row: int, col0: int = 0, col1: int | None = None
     ) -> np.ndarray:
         """Condition v2's 4th channel for the band of rows [row, row + tile) and columns [col0, col1) of the
-        extended grid: the reference simulated to intercalibrated DMSP DN, read with a halo of rows and columns
-        (clipped at the grid's edges, where the reference counts as dark). Simulated in fixed chunks of
-        REFERENCE_CHUNK columns, each with its own halo: a chunk's values depend on its position only, so a block of
-        columns (pipeline/distributed) gets the whole run's values and memory does not grow with the width. An
-        extended grid at most REFERENCE_CHUNK wide is one chunk, the whole band."""
-        from ..sensor.sensors import DmspParameters, fwhm_to_sigma
-        from .reference_change import grid_pixel_km
+        extended grid: the reference simulated to intercalibrated DMSP DN (_halo_band: beyond the grid's edges the
+        reference counts as dark). An extended grid at most REFERENCE_CHUNK wide is one chunk, the whole band."""
+        from ..sensor.sensors import DmspParameters
 
         params = DmspParameters.calibrated()
-        t = self.tile
+
+        def simulate(window, crop, pixel_km):
+            return reference_dmsp(viirs.read(window), pixel_km, intercal, params)[crop]
+
         col1 = extended.width if col1 is None else col1
-        dx_km, dy_km = grid_pixel_km(extended, row + t / 2)
-        sigma = fwhm_to_sigma(params.halo_fwhm_km) + fwhm_to_sigma(params.psf_fwhm_km)
-        margin = int(np.ceil(4 * sigma / max(min(dx_km, dy_km), 1e-6))) + 2
-        top, bottom = max(row - margin, 0), min(row + t + margin, extended.height)
-        out = np.zeros((t, col1 - col0), np.float32)
-        if bottom <= top:
-            return out
-        lo, hi = row - top, min(row + t, extended.height) - top
-        for start in range(col0 - col0 % REFERENCE_CHUNK, col1, REFERENCE_CHUNK):
-            stop = min(start + REFERENCE_CHUNK, extended.width)
-            left, right = max(start - margin, 0), min(stop + margin, extended.width)
-            wide = viirs.read(Window(left, top, right - left, bottom - top))
-            simulated = reference_dmsp(wide, (dx_km, dy_km), intercal, params)
-            a, b = max(start, col0), min(stop, col1)
-            out[: hi - lo, a - col0 : b - col0] = simulated[lo:hi, a - left : b - left]
-        return out
+        return self._halo_band(extended, row, col0, col1, 0.0, simulate)
 
     def _traditional(self, dmsp, viirs, extended: Grid, row: int, col0: int, col1: int) -> np.ndarray:
         """Condition v3's traditional estimate (radiance) for the band of rows [row, row + tile) and columns
         [col0, col1) of the extended grid: methods/construct.py's estimate with the scene-wide values the pipeline
-        measured, read with the reference-change margin in fixed REFERENCE_CHUNK-column chunks like _reference_dnc,
-        so a block of columns gets the whole run's values."""
-        from .reference_change import grid_pixel_km, sensor_parameters
-
+        measured (_halo_band), so a block of columns gets the whole run's values."""
         if self.construct is None:
             raise InputError(f"Model {self.model_entry.id} refines the traditional estimate: the run must measure it first.")
+
+        def estimate(window, crop, pixel_km):
+            reference = viirs.read(window) if viirs is not None else None
+            return self.construct.estimate(dmsp.read(window), reference, pixel_km, crop)
+
+        return self._halo_band(extended, row, col0, col1, np.nan, estimate)
+
+    def _halo_band(self, extended: Grid, row: int, col0: int, col1: int, fill: float, compute) -> np.ndarray:
+        """A band of rows [row, row + tile) and columns [col0, col1) of the extended grid made by
+        compute(window, crop, pixel_km) from reads with the DMSP halo + footprint margin (clipped at the grid's
+        edges), in fixed chunks of REFERENCE_CHUNK columns, each with its own margin: a chunk's values depend on
+        its position only, so a block of columns (pipeline/distributed) gets the whole run's values and memory
+        does not grow with the width."""
+        from .reference_change import grid_pixel_km, sensor_parameters
+
         params = sensor_parameters()
         t = self.tile
-        dx_km, dy_km = grid_pixel_km(extended, row + t / 2)
+        pixel_km = grid_pixel_km(extended, row + t / 2)
         sigma = fwhm_to_sigma(params.halo_fwhm_km) + fwhm_to_sigma(params.psf_fwhm_km)
-        margin = int(np.ceil(4 * sigma / max(min(dx_km, dy_km), 1e-6))) + 2
+        margin = int(np.ceil(4 * sigma / max(min(pixel_km), 1e-6))) + 2
         top, bottom = max(row - margin, 0), min(row + t + margin, extended.height)
-        out = np.full((t, col1 - col0), np.nan, np.float32)
+        out = np.full((t, col1 - col0), fill, np.float32)
         if bottom <= top:
             return out
         lo, hi = row - top, min(row + t, extended.height) - top
         for start in range(col0 - col0 % REFERENCE_CHUNK, col1, REFERENCE_CHUNK):
             stop = min(start + REFERENCE_CHUNK, extended.width)
             left, right = max(start - margin, 0), min(stop + margin, extended.width)
-            window = Window(left, top, right - left, bottom - top)
             a, b = max(start, col0), min(stop, col1)
-            reference = viirs.read(window) if viirs is not None else None
             crop = (slice(lo, hi), slice(a - left, b - left))
-            out[: hi - lo, a - col0 : b - col0] = self.construct.estimate(dmsp.read(window), reference, (dx_km, dy_km), crop)
+            out[: hi - lo, a - col0 : b - col0] = compute(Window(left, top, right - left, bottom - top), crop, pixel_km)
         return out
 
     @staticmethod

@@ -52,3 +52,20 @@ def test_zoo_model_and_onnx_file_and_no_reference(scenes, smoke_zoo, tmp_path):
     assert by_id["psnr_log"] == pytest.approx(by_file["psnr_log"])  # same model, same seeds, same engine
     assert alone["with_reference"] is False
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_named_zoo_model_is_scored_as_itself_never_the_faster_variant(use_zoo):
+    """The plugin's automatic precision may run a root's int8 variant where it times faster; a score names a
+    file, so the harness runs exactly the model named (CI once scored diffusion-int8 under diffusion-fp32)."""
+    sys.path.insert(0, str(REPO))
+    from training.evaluate import named_precision
+
+    from nightlight_fusion_plugin.core.engine.precision import choose
+    from nightlight_fusion_plugin.core.engine.zoo import load_manifest
+
+    zoo = {m.id: m for m in load_manifest()}
+    assert "diffusion-int8" in zoo and zoo["diffusion-int8"].variant_of == "diffusion-fp32"
+    for model_id in ("diffusion-fp32", "diffusion-int8", "unet-fp32"):
+        chosen = choose(zoo[model_id], named_precision(model_id), timer=lambda *a: 0.0).model
+        assert chosen.id == model_id
+    assert named_precision("reference-change") == "auto"

@@ -85,6 +85,18 @@ def model_zoo_for(model: str):
                 os.environ["NLF_MODEL_ZOO"] = previous
 
 
+def named_precision(model_id: str) -> str:
+    """The precision that runs exactly the model named: a score belongs to that file, never to the variant the
+    plugin's automatic choice would time as faster on this machine (fp32 root -> fp32, int8 variant -> int8)."""
+    from nightlight_fusion_plugin.core.engine.precision import PRECISIONS
+    from nightlight_fusion_plugin.core.engine.zoo import load_manifest
+
+    if model_id in BASELINES:
+        return "auto"
+    named = next((m for m in load_manifest() if m.id == model_id), None)
+    return named.precision if named is not None and named.precision in PRECISIONS else "auto"
+
+
 def predict_scene(
     model_id: str,
     files: dict[str, str],
@@ -103,6 +115,7 @@ def predict_scene(
             raise ValueError("persistence needs the reference: drop --no-reference")
         return read_on(reference, grid, Resampling.nearest)
     out = tmp / "prediction.tif"
+    options.setdefault("precision", named_precision(model_id))
     fuse(
         FuseRequest(
             dmsp=files["dmsp"],

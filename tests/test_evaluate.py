@@ -58,10 +58,9 @@ def test_a_named_zoo_model_is_scored_as_itself_never_the_faster_variant(use_zoo)
     """The plugin's automatic precision may run a root's int8 variant where it times faster; a score names a
     file, so the harness runs exactly the model named (CI once scored diffusion-int8 under diffusion-fp32)."""
     sys.path.insert(0, str(REPO))
-    from training.evaluate import named_precision
-
     from nightlight_fusion_plugin.core.engine.precision import choose
     from nightlight_fusion_plugin.core.engine.zoo import load_manifest
+    from training.evaluate import named_precision
 
     zoo = {m.id: m for m in load_manifest()}
     assert "diffusion-int8" in zoo and zoo["diffusion-int8"].variant_of == "diffusion-fp32"

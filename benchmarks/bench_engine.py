@@ -6,6 +6,8 @@
   - the engine against the same model in PyTorch with the equivalent diffusers scheduler (--checkpoint)
 
 python -m benchmarks.bench_engine [--model ID] [--checkpoint RUN_DIR] [--zoo DIR]
+python -m benchmarks.bench_engine --prefetch-only [--model unet-fp32] [--size 2048] [--reps 1]
+  (only the band prefetch of methods/generative.py: end to end with it on and off against the bare network)
 Inputs: the bundled synthetic sample tiled to 2160×2160 VIIRS pixels (with its truth).
 """
 
@@ -58,11 +60,13 @@ def tiled_inputs(directory: Path) -> dict[str, Path]:
     return out
 
 
-def run_fuse(inputs: dict[str, Path], output: Path, size: int, **options) -> dict:
-    """One engine run in a fresh process: wall time and peak RSS of that process alone."""
+def run_fuse(inputs: dict[str, Path], output: Path, size: int, setup: str = "", **options) -> dict:
+    """One engine run in a fresh process: wall time and peak RSS of that process alone (`setup`: a line of code
+    run before it, e.g. a module switch)."""
     extent = (0.05, REPS - 0.05 - size / 240, 0.05 + size / 240, REPS - 0.05)
     code = (
         "import json, resource, time, sys\n"
+        f"{setup}\n"
         "from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse\n"
         f"req = FuseRequest(dmsp={str(inputs['dmsp'])!r}, viirs={str(inputs['reference'])!r}, output={str(output)!r},"
         f" overwrite=True, extent={extent!r}, extent_crs='EPSG:4326', **{options!r})\n"
@@ -190,6 +194,80 @@ def cpu_peak_gflops() -> tuple[float, str]:
     return (os.cpu_count() or 1) * mhz / 1000 * per_cycle, isa
 
 
+def bare_network_mpx_per_min(path: Path, tile: int = 256, batch: int = 2, reps: int = 5) -> float:
+    """The network alone through the engine's own session (runtime.load_model: same threads and options) on
+    `batch` tiles of tile² pixels: median Mpx/min of `reps` runs after one warm-up."""
+    from nightlight_fusion_plugin.core.engine.runtime import load_model
+
+    model = load_model(path, "cpu")
+    rng = np.random.default_rng(0)
+    feed = {}
+    for spec in model.session.get_inputs():
+        if spec.name == "timestep":
+            feed[spec.name] = np.full(batch, 500.0, np.float32)
+        elif spec.name == "condition":
+            feed[spec.name] = rng.uniform(-1, 1, (batch, spec.shape[1], tile, tile)).astype(np.float32)
+        else:  # sample / latent
+            feed[spec.name] = rng.standard_normal((batch, 1, tile, tile)).astype(np.float32)
+    model.run(**feed)
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        model.run(**feed)
+        times.append(time.perf_counter() - started)
+    return batch * tile * tile / 1e6 / (float(np.median(times)) / 60)
+
+
+def prefetch_rows(inputs: dict[str, Path], tmp: Path, model_id: str = "unet-fp32", size: int = 2048, reps: int = 1) -> list[dict]:
+    """Issue #20's engine target for the band prefetch of methods/generative.py: `fuse` end to end on size² with
+    the prefetch on and off (each run a fresh process, alternating, fastest of `reps` each), against the bare
+    network on 2 × 256² tiles in the same run (target: end to end ≥ 75 % of it). The two outputs must be
+    byte-identical. The 1-minute load average is recorded: on a shared machine the ratios are what to compare."""
+    model = {m.id: m for m in load_manifest()}[model_id]
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(reps):
+        for on in (False, True):
+            setup = f"import nightlight_fusion_plugin.core.methods.generative as g; g.PREFETCH = {on}"
+            run = run_fuse(inputs, tmp / f"prefetch-{on}.tif", size, setup=setup, model=model_id)
+            seconds[on].append(run["seconds"])
+    bare = bare_network_mpx_per_min(model.path)
+    with rasterio.open(tmp / "prefetch-True.tif") as a, rasterio.open(tmp / "prefetch-False.tif") as b:
+        identical = a.read(1).tobytes() == b.read(1).tobytes()
+    load = f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    rows = []
+    for on in (True, False):
+        mpx = size * size / 1e6 / (min(seconds[on]) / 60)
+        label = "on" if on else "off"
+        rows.append(
+            {
+                "what": f"end to end, {size}², {model_id}, prefetch {label}",
+                "value": mpx,
+                "unit": "Mpx/min",
+                "target": f"{min(seconds[on]):.1f} s; {load}",
+                "met": "",
+            }
+        )
+        rows.append(
+            {
+                "what": f"end to end / bare network (2 × 256² tiles, {bare:.1f} Mpx/min), prefetch {label}",
+                "value": mpx / bare,
+                "unit": "fraction",
+                "target": "≥ 0.75",
+                "met": mpx / bare >= 0.75,
+            }
+        )
+    rows.append(
+        {
+            "what": "prefetch speed-up (time off / time on); outputs byte-identical",
+            "value": min(seconds[False]) / min(seconds[True]),
+            "unit": "×",
+            "target": "> 1, identical",
+            "met": identical,
+        }
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", help="zoo model id (default: the zoo's default model)")
@@ -200,9 +278,19 @@ def main() -> None:
         "(default: the checkpoint named in the model's manifest provenance, when it exists here)",
     )
     parser.add_argument("--section", default="engine", help="name of the results section (one per benchmarked model)")
+    parser.add_argument("--prefetch-only", action="store_true", help="only the band prefetch: end to end on/off vs network")
+    parser.add_argument("--size", type=int, default=2048, help="--prefetch-only: output side in VIIRS pixels")
+    parser.add_argument("--reps", type=int, default=1, help="--prefetch-only: runs each way (the fastest counts)")
     args = parser.parse_args()
     if args.zoo:
         os.environ["NLF_MODEL_ZOO"] = str(Path(args.zoo).resolve())
+    if args.prefetch_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = prefetch_rows(tiled_inputs(Path(tmp)), Path(tmp), args.model or "unet-fp32", args.size, args.reps)
+        record("engine, prefetch", rows)
+        for row in rows:
+            print(row)
+        return
     zoo = {m.id: m for m in load_manifest()}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

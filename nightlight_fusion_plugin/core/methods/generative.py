@@ -8,6 +8,7 @@ uncertainty layer.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable
@@ -37,6 +38,7 @@ from ..sensor.sensors import fwhm_to_sigma
 
 OVERLAP_FRACTION = 0.25
 REFERENCE_CHUNK = 4096  # columns of condition v2's reference simulation at a time (_reference_dnc)
+PREFETCH = True  # the default of GenerativeFusion(prefetch=): off only for tests and benchmarks/bench_engine.py
 
 
 class TileNoise:
@@ -118,10 +120,12 @@ class GenerativeFusion:
         ensemble: int = 1,
         batch_size: int = 8,
         cache_models: bool = False,
+        prefetch: bool | None = None,
     ):
         if ensemble < 1:
             raise InputError(f"--ensemble must be at least 1, got {ensemble}.")
         self.model_entry, self.plan, self.ensemble, self.batch_size = model, plan, ensemble, max(1, batch_size)
+        self.prefetch = PREFETCH if prefetch is None else prefetch  # the next band prepared in a background thread
         self.model = load_model(model.path, device, threads, model.sha256, cache_models)
         self.regression = None
         if plan.strength < 1.0:
@@ -238,7 +242,6 @@ class GenerativeFusion:
         and, in each, the batches (whole, as the whole run forms them) with a tile touching its columns; every
         pixel of the region then gets the same tiles, batches and float64 sums, in the same order, as in the whole
         run, and write's values span the region's columns. None: the whole grid."""
-        dy, dx = offset
         row0, row1, col0, col1 = region or (0, grid.height, 0, grid.width)
         t = self.tile
         y_of = lambda r: lattice.tile_origin(r, lattice.anchor_row)  # noqa: E731
@@ -252,38 +255,56 @@ class GenerativeFusion:
         columns = Grid(grid.crs, grid.transform * Affine.translation(col0, 0), col1 - col0, grid.height)
         accumulator = BandAccumulator(columns, lattice, 2 if self.ensemble > 1 else 1)
         total, done = len(chosen) * sum(len(b) for b in batches), 0
-        for k, r in enumerate(chosen):
-            y = y_of(r)
-            if k == 0:
-                accumulator.start_band(y)
-            else:
-                self._flush(accumulator, y, dmsp, grid, offset, write, region)
-            band = Window(x0 + dx, y + dy, x1 - x0, t)
-            dn = dmsp.read(band)
-            reference = viirs.read(band) if viirs is not None else None
-            dnc = intercal.apply(dn)
-            reference_dnc = traditional = None
-            if self.condition_version >= 2 and reference is not None:
-                reference_dnc = self._reference_dnc(viirs, extended, intercal, y + dy, x0 + dx, x1 + dx)
-                dnc = dnc * np.float32(self.dmsp_gain)
-            if self.condition_version == 3:
-                traditional = self._traditional(dmsp, viirs, extended, y + dy, x0 + dx, x1 + dx)
-            for columns_of_batch in batches:
-                check_cancel()
-                batch = [TileJob(r, c, y, x_of(c)) for c in columns_of_batch]
-                cuts = [slice(job.x - x0, job.x - x0 + t) for job in batch]
-                members = self.members(dnc, reference, reference_dnc, cuts, batch, seed, traditional)
-                stack = np.stack(members)  # [K, B, T, T]
-                mean = stack.mean(axis=0)
-                spread = stack.std(axis=0) if self.ensemble > 1 else None
-                for i, job in enumerate(batch):
-                    values = mean[i][None] if spread is None else np.stack([mean[i], spread[i]])
-                    accumulator.add(TileJob(job.row, job.col, job.y, job.x - col0), values)
-                done += len(batch)
-                progress(done / total)
+        prepare = lambda r: self._prepare_band(dmsp, viirs, intercal, extended, offset, y_of(r), x0, x1)  # noqa: E731
+        # Band k+1 is read, warped and turned into conditions in one background thread while the network runs on
+        # band k (GDAL and numpy release the GIL; the readers serialise their reads, grids.AlignedReader). At most
+        # one band ahead, so memory stays flat; the same arrays as without it, so outputs are byte-identical.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlf-prefetch") if self.prefetch else None
+        ahead = None  # the next band's preparation, running
+        try:
+            for k, r in enumerate(chosen):
+                y = y_of(r)
+                if k == 0:
+                    accumulator.start_band(y)
+                else:
+                    self._flush(accumulator, y, dmsp, grid, offset, write, region)
+                dnc, reference, reference_dnc, traditional = ahead.result() if ahead is not None else prepare(r)
+                ahead = pool.submit(prepare, chosen[k + 1]) if pool is not None and k + 1 < len(chosen) else None
+                for columns_of_batch in batches:
+                    check_cancel()
+                    batch = [TileJob(r, c, y, x_of(c)) for c in columns_of_batch]
+                    cuts = [slice(job.x - x0, job.x - x0 + t) for job in batch]
+                    members = self.members(dnc, reference, reference_dnc, cuts, batch, seed, traditional)
+                    stack = np.stack(members)  # [K, B, T, T]
+                    mean = stack.mean(axis=0)
+                    spread = stack.std(axis=0) if self.ensemble > 1 else None
+                    for i, job in enumerate(batch):
+                        values = mean[i][None] if spread is None else np.stack([mean[i], spread[i]])
+                        accumulator.add(TileJob(job.row, job.col, job.y, job.x - col0), values)
+                    done += len(batch)
+                    progress(done / total)
+        finally:
+            if pool is not None:  # cancelled or failed: no thread outlives the run (waits for a running band)
+                pool.shutdown(wait=True, cancel_futures=True)
         after = chosen[-1] + 1  # where the whole run flushes next: rows below it are outside the region
         upto = y_of(after) if after in rows else grid.height + t
         self._flush(accumulator, upto, dmsp, grid, offset, write, region)
+
+    def _prepare_band(self, dmsp, viirs, intercal: Intercalibration, extended: Grid, offset, y: int, x0: int, x1: int):
+        """The conditions of the band of tile rows starting at grid row y, columns [x0, x1) of the grid: (dnc,
+        reference, reference_dnc, traditional), None where the model's condition version does not use one."""
+        dy, dx = offset
+        band = Window(x0 + dx, y + dy, x1 - x0, self.tile)
+        dn = dmsp.read(band)
+        reference = viirs.read(band) if viirs is not None else None
+        dnc = intercal.apply(dn)
+        reference_dnc = traditional = None
+        if self.condition_version >= 2 and reference is not None:
+            reference_dnc = self._reference_dnc(viirs, extended, intercal, y + dy, x0 + dx, x1 + dx)
+            dnc = dnc * np.float32(self.dmsp_gain)
+        if self.condition_version == 3:
+            traditional = self._traditional(dmsp, viirs, extended, y + dy, x0 + dx, x1 + dx)
+        return dnc, reference, reference_dnc, traditional
 
     def _reference_dnc(
         self, viirs: AlignedReader, extended: Grid, intercal: Intercalibration, row: int, col0: int = 0, col1: int | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -180,11 +181,16 @@ def output_grid(
 
 
 class AlignedReader:
-    """Reads one input raster resampled onto a Grid, window by window, as float32 with NaN for nodata."""
+    """Reads one input raster resampled onto a Grid, window by window, as float32 with NaN for nodata.
+    Reads may come from several threads (methods/generative.py prepares the next band of tiles in a background
+    thread while the main thread reads the nodata mask of the rows it writes); a GDAL dataset is not safe to read
+    from two threads at once, so each reader serialises its reads with a lock. GDAL releases the GIL while it
+    reads and warps, so a read still overlaps the network (onnxruntime) on the other thread."""
 
     def __init__(self, info: RasterInfo, grid: Grid, resampling: Resampling = Resampling.bilinear):
         self.info, self.grid, self.resampling = info, grid, resampling
         self._src = self._vrt = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> AlignedReader:
         self._src = rasterio.open(self.info.path)
@@ -209,7 +215,8 @@ class AlignedReader:
         self._src.close()
 
     def read(self, window: Window) -> np.ndarray:
-        data = self._vrt.read(1, window=window, masked=True)
+        with self._lock:  # one thread at a time per dataset (see the class docstring)
+            data = self._vrt.read(1, window=window, masked=True)
         out = np.asarray(data.filled(np.nan), dtype=np.float32)
         out[~np.isfinite(out)] = np.nan
         return out

@@ -70,3 +70,17 @@ def test_pooled_metrics_weigh_scenes_by_their_light():
     assert pooled["sum_of_lights_error"] == pytest.approx(0.04 / 100.01, rel=1e-6)
     prediction[3] = np.nan  # nodata is left out, not counted as dark
     assert pooled_metrics(prediction, truth)["pixels"] == truth.size - 1
+
+
+def test_scene_sums_do_not_cancel_between_the_two_directions_of_a_pair():
+    from nightlight_fusion_plugin.core.report.metrics import pooled_metrics, scene_sum_of_lights_error
+
+    year_a, year_b = np.full((4, 4), 10.0), np.full((4, 4), 12.0)
+    # persistence on a->b and b->a: each scene's map is the other year; the signed pooled error is exactly 0
+    predictions, truths = [year_a, year_b], [year_b, year_a]
+    signed = pooled_metrics(np.concatenate([p.ravel() for p in predictions]), np.concatenate([t.ravel() for t in truths]))
+    assert signed["sum_of_lights_error"] == 0.0
+    assert scene_sum_of_lights_error(predictions, truths) == pytest.approx((32 + 32) / (16 * 22))
+    hole = year_a.copy()
+    hole[0, 0] = np.nan  # nodata in a scene leaves that pixel out of both sums
+    assert scene_sum_of_lights_error([hole], [year_a]) == 0.0

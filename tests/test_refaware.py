@@ -124,6 +124,33 @@ def test_real_structure_tiles_never_touch_the_holdout(real_data: Path) -> None:
     assert item is not None and dataset[0]["condition"].equal(item["condition"])  # item i is always the same tile
 
 
+def test_kenya_pairs_span_one_to_three_years_both_ways_outside_nairobi(real_data: Path) -> None:
+    from training.data.real_structure import RealStructurePairs
+
+    if not (real_data / "kenya_blackmarble").is_dir():
+        pytest.skip("Kenya Black Marble annual composites not found")
+    dataset = RealStructurePairs(length=8, tile=16, real_dir=real_data, regions=("sudan", "kenya"), condition_version=3)
+    assert sorted(dataset.tiles["kenya"]) == [2020, 2021, 2022, 2023] and len(dataset.keys) >= 4
+    rng = np.random.default_rng(1)
+    gaps = set()
+    for _ in range(400):
+        target, reference = dataset.years("kenya", rng)
+        assert target != reference
+        gaps.add(reference - target)
+        key, row, col, bounds = dataset.position(rng)
+        assert overlaps_holdout(bounds) is None  # never Nairobi (kenya_nairobi), nor Sudan's hold-outs
+    assert gaps == {-3, -2, -1, 1, 2, 3}
+    # Sudan alone draws exactly what it always drew (one draw for a two-year source)
+    sudan = RealStructurePairs(length=8, tile=16, real_dir=real_data)
+    both_rng, alone_rng = np.random.default_rng(5), np.random.default_rng(5)
+    assert [dataset.years("20N30N_20E30E", both_rng) for _ in range(20)] == [
+        sudan.years("20N30N_20E30E", alone_rng) for _ in range(20)
+    ]
+    assert dataset[3]["condition"].shape == (7, 16, 16)
+    with pytest.raises(ValueError, match="real_regions"):
+        RealStructurePairs(length=1, real_dir=real_data, regions=("mumbai",))
+
+
 def test_refaware_dataset_mixes_real_semi_real_and_synthetic(real_data: Path) -> None:
     config = tomllib.loads(CONFIG.read_text())["data"]
     dataset = build_dataset({**config, "tile": 16, "length": 20, "real_dir": str(real_data)}, "train")

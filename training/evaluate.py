@@ -29,7 +29,7 @@ from rasterio.windows import Window
 
 from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 from nightlight_fusion_plugin.core.raster.grids import AlignedReader, Grid, inspect_raster
-from nightlight_fusion_plugin.core.report.metrics import all_metrics, pooled_metrics
+from nightlight_fusion_plugin.core.report.metrics import all_metrics, pooled_metrics, scene_sum_of_lights_error
 
 BASELINES = ("baseline", "persistence", "bicubic", "reference-change")
 
@@ -140,12 +140,16 @@ def predict_scene(
 
 def pooled_by_group(predictions: list[np.ndarray], truths: list[np.ndarray], groups: list[Any]) -> dict[str, dict]:
     """`pooled_metrics` over the pixels of every scene of each group (scenes of no group left out), with the
-    group's scene count: {group: {pixels, scenes, psnr_log, r2, sum_of_lights_error, bright_*}}."""
+    group's scene count: {group: {pixels, scenes, psnr_log, r2, sum_of_lights_error,
+    scene_sum_of_lights_error, bright_*}}."""
     out = {}
     for group in sorted({str(g) for g in groups if g is not None}):
         chosen = [i for i, g in enumerate(groups) if g is not None and str(g) == group]
         metrics = pooled_metrics(np.concatenate([predictions[i] for i in chosen]), np.concatenate([truths[i] for i in chosen]))
         out[group] = {"scenes": len(chosen), **{k: (int(v) if k == "pixels" else float(v)) for k, v in metrics.items()}}
+        out[group]["scene_sum_of_lights_error"] = scene_sum_of_lights_error(
+            [predictions[i] for i in chosen], [truths[i] for i in chosen]
+        )
     return out
 
 
@@ -202,6 +206,8 @@ def evaluate(
     pooled = pooled_metrics(np.concatenate(pooled_prediction), np.concatenate(pooled_truth)) if rows else {}
     summary.update({f"set_{k}": float(v) for k, v in pooled.items() if k != "pixels"})
     summary["set_pixels"] = int(pooled.get("pixels", 0))
+    if rows:
+        summary["set_scene_sum_of_lights_error"] = scene_sum_of_lights_error(pooled_prediction, pooled_truth)
     if any(pooled_region):  # real-temporal sets: each region's pixels pooled too, beside the whole set's
         summary["set_regions"] = pooled_by_group(pooled_prediction, pooled_truth, pooled_region)
     return {

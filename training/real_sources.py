@@ -103,3 +103,34 @@ def sudan_tiles(real_dir: str | Path) -> dict[str, dict[int, Path]]:
     if not out:
         raise FileNotFoundError(f"no Sudan Black Marble tile pairs (2023 and 2024) under {real_dir}/sudan_blackmarble")
     return out
+
+
+KENYA_PATTERN = "vnp46a4_*_kenya.tif"  # Black Marble VNP46A4 annual composites, one file per year
+REAL_PAIR_REGIONS = ("sudan", "kenya")
+
+
+def kenya_years(real_dir: str | Path) -> dict[int, Path]:
+    """{year: path} of the Kenya annual composites (2020–2023): every ordered pair of years is a real pair with a
+    gap of 1–3 years; the Nairobi hold-out inside them is refused window by window (overlaps_holdout)."""
+    found = {}
+    for path in sorted((Path(real_dir) / "kenya_blackmarble").glob(KENYA_PATTERN)):
+        m = re.search(r"vnp46a4_(\d{4})_kenya\.tif$", path.name)
+        if m:
+            found[int(m[1])] = path
+    if len(found) < 2:
+        raise FileNotFoundError(f"fewer than two Kenya Black Marble annual composites under {real_dir}/kenya_blackmarble")
+    return found
+
+
+def real_pair_sources(real_dir: str | Path, regions: tuple[str, ...] | list[str] = ("sudan",)) -> dict[str, dict[int, Path]]:
+    """{source key: {year: path}} of the real multi-year VIIRS pairs of `regions` (REAL_PAIR_REGIONS): each Sudan
+    Black Marble tile (2023, 2024) under its tile key, Kenya's annual composites (2020–2023) under "kenya"."""
+    unknown = [r for r in regions if r not in REAL_PAIR_REGIONS]
+    if unknown or not regions:
+        raise ValueError(f"real_regions {list(regions)}: choose among {', '.join(REAL_PAIR_REGIONS)}")
+    out: dict[str, dict[int, Path]] = {}
+    if "sudan" in regions:
+        out.update(sudan_tiles(real_dir))
+    if "kenya" in regions:
+        out["kenya"] = kenya_years(real_dir)
+    return out

@@ -118,7 +118,8 @@ def build_dataset(config: dict, split: str) -> Dataset:
     Keys: kind ('synthetic', 'semi_real', 'mixed' or 'refaware'), tile, length (train), val_length, seed,
     reference_dropout, spread, semi_real_fraction (mixed/refaware: share of semi-real Greece tiles), real_dir,
     condition_version (1: 3 channels; 2: + the reference simulated to DMSP), real_structure_fraction (refaware:
-    share of real Sudan 2023↔2024 pairs, real_structure.py; the rest is synthetic scenes for long gaps/new towns),
+    share of real multi-year pairs, real_structure.py; the rest is synthetic scenes for long gaps/new towns),
+    real_regions (refaware: the real pairs' regions, ["sudan"] by default, "kenya" adds the 2020–2023 annuals),
     reference_gaps / reference_before (synthetic scenes: the reference-target gap ranges and direction, see
     SyntheticPairs).
     Semi-real validation/test tiles come from the Greece hold-out region only; real-structure validation tiles
@@ -139,6 +140,7 @@ def build_dataset(config: dict, split: str) -> Dataset:
         "reference_gaps",
         "reference_before",
         "gap_unknown",
+        "real_regions",
     }
     unknown = set(config) - known
     if unknown:
@@ -191,7 +193,7 @@ def build_dataset(config: dict, split: str) -> Dataset:
         return ConcatDataset([Subset(synthetic, range(length - n_semi)), Subset(semi, range(n_semi))])
     from .real_structure import RealStructurePairs
 
-    real = RealStructurePairs(length, **common, gap_unknown=gap_unknown)
+    real = RealStructurePairs(length, **common, gap_unknown=gap_unknown, regions=tuple(config.get("real_regions", ["sudan"])))
     n_real = int(round(length * float(config.get("real_structure_fraction", 0.5))))
     n_synthetic = max(length - n_real - n_semi, 0)
     parts = [Subset(synthetic, range(n_synthetic)), Subset(semi, range(n_semi)), Subset(real, range(n_real))]

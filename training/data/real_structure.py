@@ -1,11 +1,12 @@
-"""Training pairs from real structure: Sudan Black Marble VIIRS (VNP46A3, February 2023 and 2024) as real
-reference/target pairs in both directions, DMSP simulated from the target with randomised sensor parameters.
+"""Training pairs from real structure: Sudan Black Marble VIIRS (VNP46A3, February 2023 and 2024) and, with
+`regions` including "kenya", Kenya's Black Marble annual composites (VNP46A4, 2020–2023) as real reference/target
+pairs in both directions, DMSP simulated from the target with randomised sensor parameters.
 
-The two years are a real temporal pair (1 year apart: real small changes, real noise, real dark desert and real
-bright cores), which synthetic scenes cannot give; long gaps and new towns come from the synthetic scenes mixed
-in by `build_dataset` (kind "refaware"). Every context window (the tile plus the DMSP halo margin) that touches a
-region of `real_sources.REAL_TEMPORAL_HOLDOUT` is refused, so the real-temporal evaluation stays unseen; the tile
-20–30N/30–40E is a hold-out region as a whole and is never opened.
+The years are real temporal pairs (Sudan 1 year apart, Kenya 1–3 years: real small changes, real growth, real
+noise, real dark desert and real bright cores), which synthetic scenes cannot give; long gaps and new towns come
+from the synthetic scenes mixed in by `build_dataset` (kind "refaware"). Every context window (the tile plus the
+DMSP halo margin) that touches a region of `real_sources.REAL_TEMPORAL_HOLDOUT` is refused, so the real-temporal
+evaluation stays unseen; the tile 20–30N/30–40E is a hold-out region as a whole and is never opened.
 
 Augmentation: flips/rot90 (tiles.augment), a common gain on target and reference (brighter or dimmer
 scenes), a small relative gain on the reference (inter-year calibration differences), reference dropout.
@@ -26,7 +27,7 @@ from nightlight_fusion_plugin.core.raster.grids import VIIRS_PIXEL_DEG, upsample
 from nightlight_fusion_plugin.core.sensor.intercalibration import intercalibration_for
 from nightlight_fusion_plugin.core.sensor.sensors import pixel_size_km, simulate_dmsp
 
-from ..real_sources import DEFAULT_REAL, SUDAN_YEARS, overlaps_holdout, sudan_tiles
+from ..real_sources import DEFAULT_REAL, SUDAN_YEARS, overlaps_holdout, real_pair_sources, sudan_tiles
 from ..simulate.pairs import MARGIN_PX
 from ..simulate.sensors_random import random_dmsp_parameters
 from .tiles import augment, to_model_space, traditional_input
@@ -63,8 +64,9 @@ class RealStructurePairs(Dataset):
         reference_gain_sigma: float = 0.1,
         dark_keep: float = 0.2,
         gap_unknown: float = 0.0,
+        regions: tuple[str, ...] | list[str] = ("sudan",),
     ):
-        self.tiles = sudan_tiles(real_dir or DEFAULT_REAL)
+        self.tiles = real_pair_sources(real_dir or DEFAULT_REAL, tuple(regions))
         self.keys = sorted(self.tiles)
         self.length, self.tile, self.seed, self.spread = length, tile, seed, spread
         self.reference_dropout, self.augment, self.condition_version = reference_dropout, augment, condition_version
@@ -92,13 +94,21 @@ class RealStructurePairs(Dataset):
         full = self.tile + 2 * MARGIN_PX
         for _ in range(1000):
             key = self.keys[int(rng.integers(len(self.keys)))]
-            src = self._source(key, SUDAN_YEARS[0])
+            src = self._source(key, min(self.tiles[key]))
             row = int(rng.integers(0, src.height - full + 1)) // 2 * 2
             col = int(rng.integers(0, src.width - full + 1)) // 2 * 2
             bounds = window_bounds(src.transform, row, col, full)
             if overlaps_holdout(bounds) is None:
                 return key, row, col, bounds
         raise ValueError("no tile position outside the hold-out regions")
+
+    def years(self, key: str, rng: np.random.Generator) -> tuple[int, int]:
+        """(target year, reference year): any ordered pair of the source's years, both directions (a two-year
+        source takes one draw, as Sudan always did, so its tiles stay what they were)."""
+        years = sorted(self.tiles[key])
+        target = years[int(rng.integers(len(years)))]
+        others = [y for y in years if y != target]
+        return target, others[0] if len(others) == 1 else others[int(rng.integers(len(others)))]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:
@@ -108,8 +118,7 @@ class RealStructurePairs(Dataset):
         crop, half = slice(MARGIN_PX, MARGIN_PX + t), slice(MARGIN_PX // 2, (MARGIN_PX + t) // 2)
         for _ in range(50):
             key, row, col, bounds = self.position(rng)
-            target_year = SUDAN_YEARS[int(rng.integers(2))]  # both directions: 2023 -> 2024 and 2024 -> 2023
-            reference_year = SUDAN_YEARS[1] if target_year == SUDAN_YEARS[0] else SUDAN_YEARS[0]
+            target_year, reference_year = self.years(key, rng)
             window = Window(col, row, full, full)
             target = self._source(key, target_year).read(1, window=window, masked=True).filled(np.nan).astype(np.float32)
             if np.isfinite(target[crop, crop]).mean() < 0.8:

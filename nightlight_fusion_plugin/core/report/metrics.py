@@ -39,6 +39,19 @@ def sum_of_lights_error(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float((np.sum(prediction, dtype=np.float64) - total) / total) if total else float("nan")
 
 
+def scene_sum_of_lights_error(predictions: list[np.ndarray], truths: list[np.ndarray]) -> float:
+    """Σ over scenes of |Σpred − Σtruth| / Σ over scenes of Σtruth (valid pixels of each scene): the pooled
+    sum-of-lights error without cancellation, since a set holding both directions of a pair (2020→2021 and
+    2021→2020) makes the signed pooled error of persistence exactly zero however far each scene is off."""
+    off, total = 0.0, 0.0
+    for prediction, truth in zip(predictions, truths):
+        ok = np.isfinite(prediction) & np.isfinite(truth)
+        t = float(np.sum(np.asarray(truth, np.float64)[ok]))
+        off += abs(float(np.sum(np.asarray(prediction, np.float64)[ok])) - t)
+        total += t
+    return off / total if total else float("nan")
+
+
 BRIGHT_FRACTION = 0.01
 
 

@@ -84,3 +84,20 @@ def test_scene_sums_do_not_cancel_between_the_two_directions_of_a_pair():
     hole = year_a.copy()
     hole[0, 0] = np.nan  # nodata in a scene leaves that pixel out of both sums
     assert scene_sum_of_lights_error([hole], [year_a]) == 0.0
+
+
+def test_the_detail_metric_pools_power_over_scenes_and_sees_blur():
+    from scipy.ndimage import gaussian_filter
+
+    from nightlight_fusion_plugin.core.report.metrics import high_frequency_power, high_frequency_ratio
+    from training.evaluate import pooled_detail
+
+    rng = np.random.default_rng(0)
+    truth = np.exp(rng.normal(0, 1.5, (64, 64)))
+    blurred = gaussian_filter(truth, 2.0)
+    assert high_frequency_ratio(truth, truth) == pytest.approx(1.0)
+    assert high_frequency_ratio(blurred, truth) < 0.3
+    sharp, blur = high_frequency_power(truth, truth), high_frequency_power(blurred, truth)
+    pooled = pooled_detail([(*sharp, 0.9, 100), (*blur, float("nan"), 10)])
+    assert pooled["set_high_frequency_ratio"] == pytest.approx((sharp[0] + blur[0]) / (sharp[1] + blur[1]))
+    assert pooled["set_bright_ssim_log"] == pytest.approx(0.9)  # a scene without bright windows is left out

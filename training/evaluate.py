@@ -29,7 +29,13 @@ from rasterio.windows import Window
 
 from nightlight_fusion_plugin.core.pipeline.fuse import FuseRequest, fuse
 from nightlight_fusion_plugin.core.raster.grids import AlignedReader, Grid, inspect_raster
-from nightlight_fusion_plugin.core.report.metrics import all_metrics, pooled_metrics, scene_sum_of_lights_error
+from nightlight_fusion_plugin.core.report.metrics import (
+    all_metrics,
+    bright_ssim_log,
+    high_frequency_power,
+    pooled_metrics,
+    scene_sum_of_lights_error,
+)
 
 BASELINES = ("baseline", "persistence", "bicubic", "reference-change")
 
@@ -153,6 +159,18 @@ def pooled_by_group(predictions: list[np.ndarray], truths: list[np.ndarray], gro
     return out
 
 
+def pooled_detail(detail: list[tuple[float, float, float, int]]) -> dict[str, float]:
+    """The detail metric of a set: high-frequency power summed over its scenes (prediction over truth: 1 keeps the
+    truth's fine detail, < 1 blurs) and SSIM over bright cores weighted by each scene's pixels."""
+    hf_prediction, hf_truth = sum(d[0] for d in detail), sum(d[1] for d in detail)
+    weighted = [(d[2], d[3]) for d in detail if np.isfinite(d[2])]
+    weight = sum(w for _, w in weighted)
+    return {
+        "set_high_frequency_ratio": hf_prediction / hf_truth if hf_truth > 0 else float("nan"),
+        "set_bright_ssim_log": sum(v * w for v, w in weighted) / weight if weight else float("nan"),
+    }
+
+
 def evaluate(
     model: str,
     data_dir: Path,
@@ -170,6 +188,7 @@ def evaluate(
     scenes = manifest["scenes"][:limit] if limit else manifest["scenes"]
     rows, seconds, megapixels = [], 0.0, 0.0
     pooled_prediction, pooled_truth, pooled_region = [], [], []
+    detail: list[tuple[float, float, float, int]] = []  # per scene: HF power (prediction, truth), bright SSIM, pixels
     extra = {} if temperature is None else {"temperature": temperature}  # else the engine's default (0.8)
     with model_zoo_for(model) as model_id, tempfile.TemporaryDirectory() as tmp:
         for scene in scenes:
@@ -197,6 +216,7 @@ def evaluate(
             seconds += time.perf_counter() - started
             megapixels += grid.width * grid.height / 1e6
             rows.append(all_metrics(prediction, truth, saturated))
+            detail.append((*high_frequency_power(prediction, truth), bright_ssim_log(prediction, truth), rows[-1]["pixels"]))
             pooled_prediction.append(prediction.ravel())
             pooled_truth.append(truth.ravel())
             pooled_region.append(scene.get("region"))
@@ -208,6 +228,7 @@ def evaluate(
     summary["set_pixels"] = int(pooled.get("pixels", 0))
     if rows:
         summary["set_scene_sum_of_lights_error"] = scene_sum_of_lights_error(pooled_prediction, pooled_truth)
+        summary.update(pooled_detail(detail))
     if any(pooled_region):  # real-temporal sets: each region's pixels pooled too, beside the whole set's
         summary["set_regions"] = pooled_by_group(pooled_prediction, pooled_truth, pooled_region)
     return {

@@ -28,7 +28,14 @@ import numpy as np
 from .checkpoint import load as load_checkpoint
 from .checkpoint import model_from_checkpoint
 from .onnx_export.metadata import add_metadata, condition_of, git_commit, model_metadata
-from .onnx_export.quantize import calibration_inputs, output_error, quantize_fp16, quantize_int8, sensitivity_exclusions
+from .onnx_export.quantize import (
+    calibration_description,
+    calibration_inputs,
+    output_error,
+    quantize_fp16,
+    quantize_int8,
+    sensitivity_exclusions,
+)
 from .onnx_export.wrappers import (
     INPUTS,
     OPSET,
@@ -146,6 +153,9 @@ def export(
             exclude, scores = sensitivity_exclusions(fp32_path, samples[:8], exclude_budget)
             quantize_int8(fp32_path, q_path, samples, exclude)
             report["kept_fp32"] = exclude
+            report["calibration"] = calibration_description(state["meta"], calibration_count, tile)
+            # the sweep: each node's output MSE when it alone is int8 (most damaging first)
+            report["sensitivity"] = {k: float(f"{v:.3g}") for k, v in sorted(scores.items(), key=lambda kv: -kv[1])}
         else:
             quantize_fp16(fp32_path, q_path)
         add_metadata(q_path, model_metadata(state, f"{model_id}-{quantize}", quantize, tile, multiple))
@@ -164,6 +174,8 @@ def export(
                 "variant_of": f"{model_id}-fp32",
                 "parity_mean_abs_vs_fp32": errors,
                 "nodes_kept_fp32": report.get("kept_fp32", []),
+                **({"calibration": report["calibration"]} if "calibration" in report else {}),
+                **({"sensitivity_mse": report["sensitivity"]} if "sensitivity" in report else {}),
                 "provenance": provenance,
             }
         )
@@ -189,12 +201,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--calibration-tiles", type=int, default=64)
     parser.add_argument(
+        "--keep-fp32",
+        type=int,
+        default=2,
+        help="int8: how many of the most sensitive Conv nodes (per-node sweep) stay in fp32 (default 2)",
+    )
+    parser.add_argument(
         "--regression",
         help="zoo id of the regression UNet that staged sampling starts from (default: the zoo's UNet of the same precision)",
     )
     args = parser.parse_args(argv)
     for entry in export(
-        args.checkpoint, args.out, args.quantize, args.model_id, args.tile, args.calibration_tiles, regression=args.regression
+        args.checkpoint,
+        args.out,
+        args.quantize,
+        args.model_id,
+        args.tile,
+        args.calibration_tiles,
+        exclude_budget=args.keep_fp32,
+        regression=args.regression,
     ):
         print(f"{entry['id']}: {entry['file']} ({entry['size_bytes'] / 1e6:.2f} MB)")
     return 0

@@ -11,30 +11,60 @@ import onnx
 from ..models.base import to_residual
 from .wrappers import ort_run
 
+CALIBRATION_LENGTH = 1_000_000  # the mix's index space the tiles are spread over
+BRIGHT_SHARE = 0.25  # of the calibration tiles, the brightest of extra draws (flares, saturated cores)
+
+
+def calibration_tiles(meta: dict, count: int, tile: int, seed: int = 99) -> tuple[list[dict], str]:
+    """(dataset items, description) for int8 calibration: the model's own [data] mix (synthetic scenes with
+    flares up to ~2000 nW/cm²/sr, semi-real Greece outside its hold-out, the real Sudan/Kenya pairs outside the
+    real-temporal hold-outs), drawn from the train split's generators evenly over the mix, plus the
+    brightest of as many extra draws: MinMax ranges that cover dark desert to flares, from regions the
+    real-temporal evaluation never sees (the validation split holds Greece's hold-out: not used)."""
+    from ..data import build_dataset
+
+    data = dict(meta.get("data") or {})
+    data = {k: v for k, v in data.items() if k not in ("length", "val_length", "tile", "reference_dropout")}
+    length = CALIBRATION_LENGTH
+    dataset = build_dataset({**data, "tile": tile, "length": length, "reference_dropout": 0.25}, "train")
+    rng = np.random.default_rng(seed)
+    bright = int(round(count * BRIGHT_SHARE))
+    base = count - bright
+    # even positions over the whole mix (ConcatDataset: synthetic, semi-real, real), each shifted at random
+    spread = np.linspace(0, length, base + 1, dtype=np.int64)[:-1]
+    picks = [int(p + rng.integers(0, max(length // max(base, 1), 1))) % length for p in spread]
+    items = [dataset[i] for i in picks]
+    extra = [dataset[int(i)] for i in rng.integers(0, length, 3 * bright)]
+    extra.sort(key=lambda item: float(np.nanmax(item["target"].numpy())), reverse=True)
+    items += extra[:bright]
+    return items, calibration_description(meta, count, tile, seed)
+
+
+def calibration_description(meta: dict, count: int, tile: int, seed: int = 99) -> str:
+    """What `calibration_tiles` draws, in words (recorded in the manifest and the model card)."""
+    data = meta.get("data") or {}
+    kind = str(data.get("kind", "synthetic"))
+    real = f", real pairs {'+'.join(data.get('real_regions', ['sudan']))}" if kind == "refaware" else ""
+    bright = int(round(count * BRIGHT_SHARE))
+    return (
+        f"{count} tiles of {tile}² from the train split of the model's [data] table (kind {kind}{real}; seed {seed}): "
+        f"{count - bright} evenly over the mix and the {bright} brightest of {3 * bright} more draws; no real-temporal "
+        "hold-out region"
+    )
+
 
 def calibration_inputs(family: str, meta: dict, count: int, tile: int, seed: int = 99) -> list[dict[str, np.ndarray]]:
-    """Real model inputs for int8 calibration: dataset tiles, noised to timesteps drawn across the whole
+    """Model inputs for int8 calibration from `calibration_tiles`, noised to timesteps drawn across the whole
     schedule (a diffusion model's activations at t≈999 and t≈0 differ widely; calibrating on one end
     clips the other)."""
     from nightlight_fusion_plugin.core.engine.schedulers import SchedulerConfig, alphas_cumprod, make_betas
 
-    from ..data import build_dataset
-
-    data = meta.get("data") or {}
-    dataset = build_dataset(
-        {
-            **{k: v for k, v in data.items() if k in ("kind", "seed", "spread", "condition_version")},
-            "tile": tile,
-            "val_length": count,
-        },
-        "val",
-    )
+    items, _ = calibration_tiles(meta, count, tile, seed)
     rng = np.random.default_rng(seed)
     target_kind = str(meta.get("target") or "absolute")
     abar = alphas_cumprod(make_betas(SchedulerConfig.from_dict(meta.get("schedule") or {}))) if family == "diffusion" else None
     out = []
-    for i in range(count):
-        item = dataset[i]
+    for item in items:
         cond = item["condition"].numpy()[None]
         # The generative variable the network is noised around: the residual for residual_log models.
         x0 = to_residual(item["target"][None], item["condition"][None], target_kind).numpy()

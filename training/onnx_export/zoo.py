@@ -36,10 +36,18 @@ def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
         else ""
     )
     if data.get("kind") == "refaware":
+        kenya = "kenya" in data.get("real_regions", ["sudan"])
         semi_real += (
             f"; {data.get('real_structure_fraction', 0.5):.0%} of the tiles are real Sudan Black Marble pairs (VNP46A3 "
-            "February 2023 and 2024, each year the reference of the other, DMSP simulated from the target) outside the "
-            "real-temporal hold-out (training/data/holdout.py)"
+            "February 2023 and 2024"
+            + (", and Kenya's VNP46A4 annual composites 2020–2023, every ordered pair of years" if kenya else "")
+            + "; each year the reference of the other, DMSP simulated from the target) outside the "
+            "real-temporal hold-outs (training/real_sources.py)"
+        )
+    if entry.get("calibration"):
+        semi_real += (
+            f"; int8 calibration: {entry['calibration']}; nodes kept in fp32 by the per-node sensitivity sweep: "
+            + (", ".join(f"`{n}`" for n in entry.get("nodes_kept_fp32", [])) or "none")
         )
     if data.get("reference_gaps"):
         ranges = ", ".join(f"{lo}–{hi}" for lo, hi in data["reference_gaps"])

@@ -161,11 +161,17 @@ def radial_spectrum(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def high_frequency_ratio(prediction: np.ndarray, truth: np.ndarray, above: float = HIGH_FREQUENCY_FROM) -> float:
     """Power of the prediction's frequencies above `above` cycles/pixel over the truth's: 1 keeps the truth's fine
     detail, below 1 blurs it, above 1 adds texture (or noise) the truth does not have."""
+    power, total = high_frequency_power(prediction, truth, above)
+    return power / total if total > 0 else float("nan")
+
+
+def high_frequency_power(prediction: np.ndarray, truth: np.ndarray, above: float = HIGH_FREQUENCY_FROM) -> tuple[float, float]:
+    """(prediction's, truth's) radially averaged power above `above` cycles/pixel, over the pixels valid in both:
+    summed over the scenes of a set, their ratio is the set's high_frequency_ratio with no tiny scene deciding."""
     f, p = radial_spectrum(np.where(np.isfinite(truth), prediction, np.nan))
     _, t = radial_spectrum(np.where(np.isfinite(prediction), truth, np.nan))
     band = f >= above
-    total = float(t[band].sum())
-    return float(p[band].sum() / total) if total > 0 else float("nan")
+    return float(p[band].sum()), float(t[band].sum())
 
 
 def bright_ssim_log(prediction: np.ndarray, truth: np.ndarray, fraction: float = 0.05, win_size: int = 7) -> float:

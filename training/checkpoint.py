@@ -62,6 +62,9 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     return state
 
 
+LOSS_ONLY = ("loss", "sum_weight")  # [model] keys that change the training loss only
+
+
 def check_compatible(state: dict[str, Any], model_table: dict[str, Any], where: str = "checkpoint") -> None:
     """Error unless the checkpoint was trained with the same family and model config as `model_table`."""
     meta = state["meta"]
@@ -76,7 +79,8 @@ def check_compatible(state: dict[str, Any], model_table: dict[str, Any], where: 
     # Compare resolved configs so that spelling a default explicitly is not a mismatch.
     mine = build_model({"family": family, **ours}).metadata()["config"]
     saved = build_model({"family": family, **theirs}).metadata()["config"]
-    differ = sorted(k for k in set(mine) | set(saved) if mine.get(k) != saved.get(k))
+    # The loss is how the weights are trained, not their shape or meaning: a run may go on under another loss.
+    differ = sorted(k for k in set(mine) | set(saved) if mine.get(k) != saved.get(k) and k not in LOSS_ONLY)
     if differ:
         detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs config {mine.get(k)!r}" for k in differ)
         raise CheckpointError(f"{where} has a different '{family}' model config ({detail})")

@@ -14,7 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+
+from nightlight_fusion_plugin.core.engine.transforms import RADIANCE_MAX, RADIANCE_MIN
 
 from .base import BackboneConfig, ConditionConfig, Family, choice, masked_mean
 from .unet import UNet
@@ -23,10 +27,34 @@ from .unet import UNet
 @dataclass
 class RegressionConfig(ConditionConfig, BackboneConfig):  # condition_version / target: base.ConditionConfig
     loss: str = "l1"  # "l1" (median: sharper on skewed radiance) or "l2" (mean)
+    # Weight of the local light-sum term (block_sum_error): an L1 in log space predicts the median, which sums to
+    # less light than the truth wherever radiance is skewed (bright cores under a saturated DMSP); this term ties
+    # the radiance summed over SUM_BLOCK² blocks (about a DMSP footprint) to the truth's. 0: off (older configs).
+    sum_weight: float = 0.0
 
     def validate(self) -> None:
         super().validate()
         choice("loss", self.loss, ("l1", "l2"))
+        if not self.sum_weight >= 0.0:
+            raise ValueError(f"[model] sum_weight must be >= 0, got {self.sum_weight}")
+
+
+SUM_BLOCK = 8  # pixels (15″): 2 km blocks, about the DMSP's footprint
+
+
+def block_sum_error(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean |log1p(Σ predicted radiance) − log1p(Σ true radiance)| over the SUM_BLOCK² blocks of valid pixels
+    (model space in, nW/cm²/sr summed): what a map's sum of lights needs, locally, and what a median does not."""
+    log_max = float(np.log1p(RADIANCE_MAX))
+
+    def radiance(y: torch.Tensor) -> torch.Tensor:
+        log = ((y + 1.0) * (log_max / 2.0)).clamp(float(np.log1p(RADIANCE_MIN)), log_max)
+        return torch.expm1(log) * valid
+
+    pool = lambda x: F.avg_pool2d(x, SUM_BLOCK, ceil_mode=True) * SUM_BLOCK**2  # noqa: E731
+    weight = (pool(valid) > 0).float()
+    error = (torch.log1p(pool(radiance(prediction)).clamp_min(0)) - torch.log1p(pool(radiance(target)).clamp_min(0))).abs()
+    return (error * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 class RegressionUNet(Family):
@@ -47,10 +75,17 @@ class RegressionUNet(Family):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         condition = batch["condition"]
-        error = self.absolute(self(condition), condition) - batch["target"]
+        prediction = self.absolute(self(condition), condition)
+        error = prediction - batch["target"]
         error = error.abs() if self.config.loss == "l1" else error.square()
         loss = masked_mean(error.float(), batch["valid"])
-        return loss, {"loss": float(loss.detach())}
+        logs = {"loss": float(loss.detach())}
+        if self.config.sum_weight > 0:
+            sums = block_sum_error(prediction.float(), batch["target"].float(), batch["valid"].float())
+            logs["pixel_loss"], logs["sum_loss"] = logs["loss"], float(sums.detach())
+            loss = loss + self.config.sum_weight * sums
+            logs["loss"] = float(loss.detach())
+        return loss, logs
 
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, generator: torch.Generator | None = None, **_: Any) -> torch.Tensor:

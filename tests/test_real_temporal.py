@@ -111,6 +111,14 @@ def test_margins_are_worst_case_over_sets_and_include_persistence():
     assert margins[("slow", "euler")] == pytest.approx(-3.0)  # judged against persistence with a reference
 
 
+def test_margins_use_the_pixels_of_a_set_pooled_not_the_mean_of_its_scenes():
+    # 'fast' wins on the mean of scenes (a tiny scene), 'slow' on the set's pixels pooled: the pooled one counts
+    rows = [dict(r, set_psnr_log=r["psnr_log"] + (2.0 if r["model"] == "slow" else 0.0)) for r in _rows()]
+    margins = {(c["model"], c["row"]["sampler"]): c["worst_margin_db"] for c in setting_margins(rows)}
+    assert margins[("slow", "ddim")] == pytest.approx(3.03) and margins[("fast", None)] == pytest.approx(1.0)
+    assert choose_real_default(rows, ENTRIES)["model"] == "slow"
+
+
 def test_default_is_the_worst_case_winner_and_ties_go_to_the_faster():
     choice = choose_real_default(_rows(), ENTRIES)
     assert choice["model"] == "fast"  # 'slow' ddim is 0.03 dB better: a tie, and 9x slower

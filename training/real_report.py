@@ -58,17 +58,23 @@ def real_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if is_real(r["set"])]
 
 
+def pooled_psnr(row: dict) -> float:
+    """A set's psnr_log over all its pixels at once (`set_psnr_log`), so no tiny scene decides; the mean over scenes
+    only for rows measured before sets were pooled."""
+    return float(row.get("set_psnr_log", row["psnr_log"]))
+
+
 def _best_baseline(rows: list[dict], set_name: str, reference: bool) -> dict | None:
     chosen = [r for r in rows if r["set"] == set_name and r["with_reference"] == reference and r["family"] == "baseline"]
-    return max(chosen, key=lambda r: r["psnr_log"]) if chosen else None
+    return max(chosen, key=pooled_psnr) if chosen else None
 
 
 PICKABLE_TRADITIONAL = ("baseline", "reference-change")  # baselines a user can run with --model (not persistence)
 
 
 def setting_margins(rows: list[dict], reference: bool | None = None) -> list[dict[str, Any]]:
-    """Per (model, setting) measured on every real set (in one reference mode, or both): the worst-case PSNR margin
-    over the best *other* baseline there (persistence and reference-change included), where that happens, and
+    """Per (model, setting) measured on every real set (in one reference mode, or both): the worst-case pooled PSNR
+    margin (pooled_psnr) over the best *other* baseline there (persistence and reference-change included), where that happens, and
     the mean time per megapixel. The traditional methods a user can pick are candidates too."""
     rows = [r for r in real_rows(rows) if reference is None or r["with_reference"] == reference]
     cells = sorted({(r["set"], r["with_reference"]) for r in rows})
@@ -84,7 +90,7 @@ def setting_margins(rows: list[dict], reference: bool | None = None) -> list[dic
                 base = _best_baseline([b for b in rows if b["model"] != model], r["set"], r["with_reference"])
                 if base is None:
                     continue
-                margin = r["psnr_log"] - base["psnr_log"]
+                margin = pooled_psnr(r) - pooled_psnr(base)
                 if margin < worst:
                     worst = margin
                     where = f"{r['set']} {'with' if r['with_reference'] else 'without'} reference vs {base['model']}"

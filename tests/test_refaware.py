@@ -151,6 +151,23 @@ def test_kenya_pairs_span_one_to_three_years_both_ways_outside_nairobi(real_data
         RealStructurePairs(length=1, real_dir=real_data, regions=("mumbai",))
 
 
+def test_nigeria_gives_reference_free_tiles_outside_lagos(real_data: Path) -> None:
+    from training.data.real_structure import RealStructurePairs
+
+    if not (real_data / "nigeria_blackmarble").is_dir():
+        pytest.skip("Nigeria Black Marble annual composite not found")
+    dataset = RealStructurePairs(length=40, tile=16, real_dir=real_data, regions=("nigeria",), condition_version=3)
+    rng = np.random.default_rng(2)
+    assert dataset.years("nigeria", rng) == (2023, None)
+    for _ in range(300):
+        assert overlaps_holdout(dataset.position(rng)[3]) is None  # never Lagos and the western delta
+    for i in range(3):
+        condition = dataset[i]["condition"].numpy()
+        assert condition.shape == (7, 16, 16)
+        assert not condition[2].any()  # the reference mask: no reference
+        assert condition[6].max() == 0.0  # the gap is unknown
+
+
 def test_refaware_dataset_mixes_real_semi_real_and_synthetic(real_data: Path) -> None:
     config = tomllib.loads(CONFIG.read_text())["data"]
     dataset = build_dataset({**config, "tile": 16, "length": 20, "real_dir": str(real_data)}, "train")

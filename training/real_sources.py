@@ -106,7 +106,8 @@ def sudan_tiles(real_dir: str | Path) -> dict[str, dict[int, Path]]:
 
 
 KENYA_PATTERN = "vnp46a4_*_kenya.tif"  # Black Marble VNP46A4 annual composites, one file per year
-REAL_PAIR_REGIONS = ("sudan", "kenya")
+REAL_PAIR_REGIONS = ("sudan", "kenya", "nigeria")
+NIGERIA_FILE = "nigeria_blackmarble/vnp46a4_2023_nigeria.tif"  # one year: reference-free tiles (Abuja, Kano, flares)
 
 
 def kenya_years(real_dir: str | Path) -> dict[int, Path]:
@@ -123,8 +124,9 @@ def kenya_years(real_dir: str | Path) -> dict[int, Path]:
 
 
 def real_pair_sources(real_dir: str | Path, regions: tuple[str, ...] | list[str] = ("sudan",)) -> dict[str, dict[int, Path]]:
-    """{source key: {year: path}} of the real multi-year VIIRS pairs of `regions` (REAL_PAIR_REGIONS): each Sudan
-    Black Marble tile (2023, 2024) under its tile key, Kenya's annual composites (2020–2023) under "kenya"."""
+    """{source key: {year: path}} of the real VIIRS of `regions` (REAL_PAIR_REGIONS): each Sudan Black Marble tile
+    (2023, 2024) under its tile key, Kenya's annual composites (2020–2023) under "kenya", Nigeria's 2023 annual
+    under "nigeria" (one year: tiles without a reference; Lagos and the western delta are held out)."""
     unknown = [r for r in regions if r not in REAL_PAIR_REGIONS]
     if unknown or not regions:
         raise ValueError(f"real_regions {list(regions)}: choose among {', '.join(REAL_PAIR_REGIONS)}")
@@ -133,4 +135,9 @@ def real_pair_sources(real_dir: str | Path, regions: tuple[str, ...] | list[str]
         out.update(sudan_tiles(real_dir))
     if "kenya" in regions:
         out["kenya"] = kenya_years(real_dir)
+    if "nigeria" in regions:
+        path = Path(real_dir) / NIGERIA_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no Nigeria Black Marble annual composite at {path}")
+        out["nigeria"] = {2023: path}
     return out

@@ -119,7 +119,8 @@ def build_dataset(config: dict, split: str) -> Dataset:
     reference_dropout, spread, semi_real_fraction (mixed/refaware: share of semi-real Greece tiles), real_dir,
     condition_version (1: 3 channels; 2: + the reference simulated to DMSP), real_structure_fraction (refaware:
     share of real multi-year pairs, real_structure.py; the rest is synthetic scenes for long gaps/new towns),
-    real_regions (refaware: the real pairs' regions, ["sudan"] by default, "kenya" adds the 2020–2023 annuals),
+    real_regions (refaware: the real pairs' regions, ["sudan"] by default, "kenya" adds the 2020–2023 annuals,
+    "nigeria" the 2023 annual as reference-free tiles),
     reference_gaps / reference_before (synthetic scenes: the reference-target gap ranges and direction, see
     SyntheticPairs).
     Semi-real validation/test tiles come from the Greece hold-out region only; real-structure validation tiles

@@ -102,12 +102,15 @@ class RealStructurePairs(Dataset):
                 return key, row, col, bounds
         raise ValueError("no tile position outside the hold-out regions")
 
-    def years(self, key: str, rng: np.random.Generator) -> tuple[int, int]:
+    def years(self, key: str, rng: np.random.Generator) -> tuple[int, int | None]:
         """(target year, reference year): any ordered pair of the source's years, both directions (a two-year
-        source takes one draw, as Sudan always did, so its tiles stay what they were)."""
+        source takes one draw, as Sudan always did, so its tiles stay what they were); a one-year source has no
+        reference (None)."""
         years = sorted(self.tiles[key])
         target = years[int(rng.integers(len(years)))]
         others = [y for y in years if y != target]
+        if not others:
+            return target, None
         return target, others[0] if len(others) == 1 else others[int(rng.integers(len(others)))]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -126,10 +129,13 @@ class RealStructurePairs(Dataset):
             lit = (np.nan_to_num(target[crop, crop]) > 2.0).mean() > 0.002
             if lit or rng.random() < self.dark_keep:  # Sudan is mostly dark desert: keep only some dark tiles
                 break
-        reference = self._source(key, reference_year).read(1, window=window, masked=True).filled(np.nan).astype(np.float32)
         gain = float(np.exp(rng.normal(0.0, self.gain_sigma)))
         target = target * np.float32(gain)
-        reference = reference * np.float32(gain * float(np.exp(rng.normal(0.0, self.reference_gain_sigma))))
+        reference_gain = np.float32(gain * float(np.exp(rng.normal(0.0, self.reference_gain_sigma))))
+        reference = None
+        if reference_year is not None:  # a one-year source (Nigeria 2023) gives reference-free tiles only
+            reference = self._source(key, reference_year).read(1, window=window, masked=True).filled(np.nan)
+            reference = reference.astype(np.float32) * reference_gain
         latitude = (bounds[1] + bounds[3]) / 2
         pixel_km = pixel_size_km(latitude, VIIRS_PIXEL_DEG)
         params = random_dmsp_parameters(rng, int(rng.integers(DMSP_YEARS[0], DMSP_YEARS[1] + 1)), spread=self.spread)
@@ -138,14 +144,15 @@ class RealStructurePairs(Dataset):
         dmsp_fine = upsample2_bilinear(dmsp[half, half].astype(np.float32))
         dmsp_fine[~np.isfinite(truth)] = np.nan
         ref, ref_dnc = None, None
-        if rng.random() >= self.reference_dropout:
+        if rng.random() >= self.reference_dropout and reference is not None:
             ref = reference[crop, crop]
             if self.condition_version >= 2:  # simulated on the whole context (its halo), then cropped
                 intercal = intercalibration_for(params.satellite, params.year)
                 ref_dnc = reference_dmsp(reference, pixel_km, intercal)[crop, crop]
         traditional = gap = None
         if self.condition_version == 3:  # the traditional estimate on the whole context, then cropped
-            gap = None if rng.random() < self.gap_unknown else float(reference_year - target_year)
+            unknown = rng.random() < self.gap_unknown
+            gap = None if unknown or reference_year is None else float(reference_year - target_year)
             context_reference = None if ref is None else reference
             traditional = traditional_input(
                 dmsp, context_reference, params.satellite, params.year, pixel_km, gap, (crop, crop)

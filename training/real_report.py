@@ -74,7 +74,8 @@ PICKABLE_TRADITIONAL = ("baseline", "reference-change")  # baselines a user can 
 
 def setting_margins(rows: list[dict], reference: bool | None = None) -> list[dict[str, Any]]:
     """Per (model, setting) measured on every real set (in one reference mode, or both): the worst-case pooled PSNR
-    margin (pooled_psnr) over the best *other* baseline there (persistence and reference-change included), where that happens, and
+    margin (pooled_psnr) over the best baseline there (the candidate itself included, so a traditional method is
+    never measured against a weaker yardstick than a model) (persistence and reference-change included), where that happens, and
     the mean time per megapixel. The traditional methods a user can pick are candidates too."""
     rows = [r for r in real_rows(rows) if reference is None or r["with_reference"] == reference]
     cells = sorted({(r["set"], r["with_reference"]) for r in rows})
@@ -87,8 +88,12 @@ def setting_margins(rows: list[dict], reference: bool | None = None) -> list[dic
                 continue  # a setting not measured everywhere cannot be judged worst-case
             worst, where = np.inf, ""
             for r in mine:
-                base = _best_baseline([b for b in rows if b["model"] != model], r["set"], r["with_reference"])
-                if base is None:
+                # the best baseline there, the candidate itself included: one yardstick for every candidate
+                base = _best_baseline(rows, r["set"], r["with_reference"])
+                if base is None or (
+                    base["model"] == model
+                    and not _best_baseline([b for b in rows if b["model"] != model], r["set"], r["with_reference"])
+                ):
                     continue
                 margin = pooled_psnr(r) - pooled_psnr(base)
                 if margin < worst:

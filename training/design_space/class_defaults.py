@@ -1,6 +1,6 @@
 """The per-class default rule (issue #19) on the gap-class sets of the real-temporal evaluation: for each class
 (1 year, 2–5 years, ≥ 6 years, no reference), the runnable method with the largest pooled margin over the best
-other baseline (persistence and the traditional methods included), provided no region loses more than
+baseline (persistence and the traditional methods included), provided no region loses more than
 REGION_LOSS_DB to persistence; ties within TIE_DB go to the faster. The manifest is not written from it here:
 the engine takes per-class defaults separately."""
 
@@ -31,9 +31,11 @@ def _psnr(metrics: dict | None) -> float:
 
 def class_margins(rows: list[dict], set_name: str) -> list[dict[str, Any]]:
     """For one gap-class set (in its reference mode), every measured method and setting that a user can run
-    (zoo models, the traditional methods): its pooled psnr_log margin over the best *other* baseline there
-    (persistence and the traditional methods included), its worst region against persistence (None where the
-    class has no persistence: no reference), and its time per megapixel."""
+    (zoo models, the traditional methods): its pooled psnr_log margin over the best baseline there (persistence
+    and the traditional methods included; the same yardstick for every candidate, so a traditional method that is
+    itself the best baseline scores 0 — measured against the next baseline instead, it would win on the weakness
+    of its yardstick), its worst region against persistence (None where the class has no persistence: no
+    reference), and its time per megapixel."""
     reference = set_gap_class(set_name) != NO_REFERENCE
     chosen = [r for r in real_rows(rows) if r["set"] == set_name and r["with_reference"] == reference]
     baselines = [r for r in chosen if r["family"] == "baseline"]
@@ -42,10 +44,10 @@ def class_margins(rows: list[dict], set_name: str) -> list[dict[str, Any]]:
     for r in chosen:
         if r["family"] == "baseline" and r["model"] not in PICKABLE_TRADITIONAL:
             continue
-        others = [b for b in baselines if b["model"] != r["model"] and np.isfinite(b.get("set_psnr_log", np.nan))]
-        if not others:
-            continue
-        best = max(others, key=lambda b: b["set_psnr_log"])
+        scored = [b for b in baselines if np.isfinite(b.get("set_psnr_log", np.nan))]
+        if not scored or (r["family"] == "baseline" and len(scored) < 2):
+            continue  # a lone baseline has nothing to be measured against
+        best = max(scored, key=lambda b: b["set_psnr_log"])
         worst, where = None, None
         if persistence is not None:
             mine, theirs = r.get("set_regions") or {}, persistence.get("set_regions") or {}
@@ -76,7 +78,7 @@ def class_margins(rows: list[dict], set_name: str) -> list[dict[str, Any]]:
 
 def choose_class_defaults(rows: list[dict], entries: list[dict]) -> dict[str, dict[str, Any] | None]:
     """The per-class default rule, for every gap-class set measured: among the runnable methods whose every
-    region stays within REGION_LOSS_DB of persistence, the largest pooled margin over the best other baseline;
+    region stays within REGION_LOSS_DB of persistence, the largest pooled margin over the best baseline;
     ties within TIE_DB go to the faster. When no method holds in every region, the one whose worst region loses
     least to persistence (ties to the faster), with `holds` False. {class: choice (a `class_margins` entry with
     `tied`: the methods within TIE_DB) or None}; classes in CLASS_ORDER."""

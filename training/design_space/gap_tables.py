@@ -114,13 +114,14 @@ def rule_tables(rows: list[dict], entries: list[dict], describe_setting) -> list
     lines = [
         "### Per-class defaults (the rule of issue #19)",
         "",
-        "For each class, the method with the largest pooled psnr_log margin over the best *other* baseline there",
+        "For each class, the method with the largest pooled psnr_log margin over the best baseline there",
         f"(persistence and the traditional methods included), provided no region loses more than {REGION_LOSS_DB} dB",
         f"to persistence; margins within {TIE_DB} dB are a tie and go to the faster. Candidates: the shipped zoo models",
-        "and the traditional methods a user can pick (`baseline`, `reference-change`). The manifest is not changed",
-        "here: the engine takes these per-class defaults separately.",
+        "and the traditional methods a user can pick (`baseline`, `reference-change`). The manifest's",
+        "`default_by_gap_class` holds these choices, an int8 winner written as its fp32 model (`measured_as` keeps the",
+        "variant): the plugin picks the precision per machine (`--precision auto`), and the engine the class from the gap.",
         "",
-        "| class | method | setting | pooled psnr_log | margin over best other baseline | worst region vs persistence "
+        "| class | method | setting | pooled psnr_log | margin over the best baseline | worst region vs persistence "
         f"| within {REGION_LOSS_DB} dB | s/Mpx |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -44,6 +44,14 @@ def drop_failing_int8(zoo: Path, manifest: dict, rows: list[dict]) -> list[str]:
     return failing
 
 
+def engine_model(model_id: str | None, models: list[dict]) -> str | None:
+    """The id the plugin runs for a chosen method: a quantized variant's fp32 root, since the precision is picked
+    per machine (engine/precision.py: the faster gated variant, measured once); int8 won the tie here because it
+    was faster on the report's machine, which says nothing of the user's."""
+    entry = next((m for m in models if m["id"] == model_id), None)
+    return entry["variant_of"] if entry is not None and entry.get("variant_of") else model_id
+
+
 ENGINE_CLASS = {"1 year": "1", "2–5 years": "2-5", "≥ 6 years": "6+"}  # report class -> engine/zoo.GAP_CLASSES key
 
 
@@ -57,7 +65,8 @@ def gap_class_defaults(rows: list[dict], models: list[dict]) -> dict[str, dict]:
         if choice is None or cls not in ENGINE_CLASS:
             continue  # no reference: default_without_reference and the zoo's default flag stay the choice
         out[ENGINE_CLASS[cls]] = {
-            "model": choice["model"],
+            "model": engine_model(choice["model"], models),
+            **({"measured_as": choice["model"]} if engine_model(choice["model"], models) != choice["model"] else {}),
             "pooled_margin_db": round(choice["pooled_margin_db"], 3),
             "versus": choice["versus"],
             "worst_region_db": None if choice["worst_region_db"] is None else round(choice["worst_region_db"], 3),
@@ -80,7 +89,12 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
             manifest.pop(key, None)
             continue
         manifest[key] = {  # core.models.default_model reads default_with_reference; both are on record
-            "model": choice["model"],
+            "model": engine_model(choice["model"], manifest["models"]),
+            **(
+                {"measured_as": choice["model"]}
+                if engine_model(choice["model"], manifest["models"]) != choice["model"]
+                else {}
+            ),
             "sampler": choice["row"].get("sampler"),
             "steps": choice["row"].get("steps"),
             "strength": choice["row"].get("strength") or 1.0,
@@ -143,7 +157,7 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
             for r in rows
             if r["model"] == entry["id"]
         ]
-        entry["default"] = entry["id"] == default
+        entry["default"] = entry["id"] == engine_model(default, manifest["models"])
         if real_choice and entry["id"] == default:
             entry["default_setting"] = {
                 "sampler": real_choice["row"].get("sampler"),

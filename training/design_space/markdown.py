@@ -203,7 +203,7 @@ def recommendation(rows: list[dict], entries: list[dict]) -> str:
             + (f" ({real_choice['worst_margin_db']:+.2f} dB worst-case margin)" if real_choice else "")
             + (
                 f"; with a reference **{with_reference['model']}** ({with_reference['worst_margin_db']:+.2f} dB worst-case "
-                "margin over the best other baseline, persistence included)."
+                "margin over the best baseline, persistence included)."
                 if with_reference
                 else "."
             )

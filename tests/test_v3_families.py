@@ -59,6 +59,13 @@ def test_v3_config_trains_exports_and_fuses_staged_from_the_v3_unet(family, real
     zoo = tmp_path / "zoo"
     export(str(runs["unet_v3_stage2"] / "checkpoint.pt"), zoo, quantize="none", model_id="unet_v3", tile=16)
     entries = export(str(runs[f"{family}_v3"] / "checkpoint.pt"), zoo, quantize="none", model_id="gen_v3", tile=16)
+    from nightlight_fusion_plugin.core.engine.zoo import load_manifest
+    from nightlight_fusion_plugin.core.methods.generative import BATCH_PIXELS, GenerativeFusion, sampling_plan
+
+    unet = {m.id: m for m in load_manifest(zoo)}["unet_v3-fp32"]
+    engine = GenerativeFusion(unet, sampling_plan(unet, None, None, None, None, None), "cpu", 1, 1, 8)
+    # norm-free nets run on 256² tiles; a batch is capped at BATCH_PIXELS (two of them), not eight
+    assert engine.tile == 256 and engine.batch_size == BATCH_PIXELS // 256**2 == 2
     assert entries[0]["regression_model"] == "unet_v3-fp32"  # the v3 UNet, same condition and target
     monkeypatch.setenv("NLF_MODEL_ZOO", str(zoo))
     sampler = {"diffusion": "ddim", "flow_matching": "flow_euler"}[family]

@@ -39,6 +39,7 @@ from ..sensor.sensors import fwhm_to_sigma
 OVERLAP_FRACTION = 0.25
 REFERENCE_CHUNK = 4096  # columns of condition v2's reference simulation at a time (_reference_dnc)
 PREFETCH = True  # the default of GenerativeFusion(prefetch=): off only for tests and benchmarks/bench_engine.py
+BATCH_PIXELS = 2 * 256 * 256  # the most pixels one network call takes (batch_size is capped to fit)
 
 
 class TileNoise:
@@ -145,6 +146,9 @@ class GenerativeFusion:
                 f"Model {model.id}: inference tile {self.tile} / overlap {self.overlap} do not fit the network "
                 f"(a multiple of {meta.multiple_of}, overlap below the tile); re-export it."
             )
+        # A batch holds at most BATCH_PIXELS (eight 64² tiles, two 256² ones): activations of 8 × 256² tiles make
+        # onnxruntime's arena grow with the batch, not the area, and measured no faster (benchmarks/bench_session).
+        self.batch_size = max(1, min(self.batch_size, BATCH_PIXELS // (self.tile * self.tile)))
         # condition v1 (3 channels) / v2 (+ the reference simulated to DMSP); absolute / residual target
         self.condition_version, self.target = model_condition(model.id, meta.extra)
         if self.regression is not None:

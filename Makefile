@@ -53,6 +53,8 @@ bench: setup-training
 	PYTHONPATH=. $(PY) -m benchmarks.bench_simulator
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine
 	PYTHONPATH=. $(PY) -m benchmarks.bench_engine --model diffusion-fp32 --section "engine, diffusion-fp32"
+	PYTHONPATH=. $(PY) -m benchmarks.bench_engine --model unet_v3-fp32 --section "engine, unet_v3-fp32"
+	PYTHONPATH=. $(PY) -m benchmarks.bench_session --model unet_v3-int8
 	PYTHONPATH=. $(PY) -m benchmarks.bench_dask && PYTHONPATH=. $(PY) -m benchmarks.bench_series
 	PYTHONPATH=. $(PY) -m benchmarks.bench_dask --strips
 	PYTHONPATH=. $(PY) -m benchmarks.bench_dask --continental

@@ -17,6 +17,14 @@ def _model_space(radiance: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(radiance_to_model(radiance.astype(np.float32)))[None, None]
 
 
+def test_the_torch_radiance_is_core_transforms_radiance():
+    from nightlight_fusion_plugin.core.engine.transforms import radiance_from_model as core_radiance
+    from training.models.regression import radiance_from_model
+
+    y = np.linspace(-1.2, 1.2, 97, dtype=np.float32)  # beyond both ends: the clamps agree too
+    assert np.allclose(radiance_from_model(torch.from_numpy(y)).numpy(), core_radiance(y), rtol=1e-5, atol=1e-6)
+
+
 def test_block_sums_see_what_a_median_misses():
     rng = np.random.default_rng(0)
     truth = np.exp(rng.normal(1.0, 1.5, (32, 32)))  # skewed radiance: the mean is well above the median

@@ -88,13 +88,10 @@ def setting_margins(rows: list[dict], reference: bool | None = None) -> list[dic
                 continue  # a setting not measured everywhere cannot be judged worst-case
             worst, where = np.inf, ""
             for r in mine:
+                if _best_baseline([b for b in rows if b["model"] != model], r["set"], r["with_reference"]) is None:
+                    continue  # a lone baseline: nothing to measure it against
                 # the best baseline there, the candidate itself included: one yardstick for every candidate
                 base = _best_baseline(rows, r["set"], r["with_reference"])
-                if base is None or (
-                    base["model"] == model
-                    and not _best_baseline([b for b in rows if b["model"] != model], r["set"], r["with_reference"])
-                ):
-                    continue
                 margin = pooled_psnr(r) - pooled_psnr(base)
                 if margin < worst:
                     worst = margin

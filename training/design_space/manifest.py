@@ -64,9 +64,10 @@ def gap_class_defaults(rows: list[dict], models: list[dict]) -> dict[str, dict]:
     for cls, choice in choose_class_defaults(rows, models).items():
         if choice is None or cls not in ENGINE_CLASS:
             continue  # no reference: default_without_reference and the zoo's default flag stay the choice
+        runs = engine_model(choice["model"], models)
         out[ENGINE_CLASS[cls]] = {
-            "model": engine_model(choice["model"], models),
-            **({"measured_as": choice["model"]} if engine_model(choice["model"], models) != choice["model"] else {}),
+            "model": runs,
+            **({"measured_as": choice["model"]} if runs != choice["model"] else {}),
             "pooled_margin_db": round(choice["pooled_margin_db"], 3),
             "versus": choice["versus"],
             "worst_region_db": None if choice["worst_region_db"] is None else round(choice["worst_region_db"], 3),
@@ -88,13 +89,10 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
         if choice is None:
             manifest.pop(key, None)
             continue
+        runs = engine_model(choice["model"], manifest["models"])
         manifest[key] = {  # core.models.default_model reads default_with_reference; both are on record
-            "model": engine_model(choice["model"], manifest["models"]),
-            **(
-                {"measured_as": choice["model"]}
-                if engine_model(choice["model"], manifest["models"]) != choice["model"]
-                else {}
-            ),
+            "model": runs,
+            **({"measured_as": choice["model"]} if runs != choice["model"] else {}),
             "sampler": choice["row"].get("sampler"),
             "steps": choice["row"].get("steps"),
             "strength": choice["row"].get("strength") or 1.0,
@@ -102,6 +100,7 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
             "worst_case_at": choice["where"],
             "decided_on": "real-temporal sets (make report)",
         }
+    default = engine_model(default, manifest["models"])  # the model flagged default, its setting and slider start
     by_class = gap_class_defaults(rows, manifest["models"])
     if by_class:
         manifest["default_by_gap_class"] = by_class
@@ -157,7 +156,7 @@ def update_manifest(zoo: Path, rows: list[dict]) -> None:
             for r in rows
             if r["model"] == entry["id"]
         ]
-        entry["default"] = entry["id"] == engine_model(default, manifest["models"])
+        entry["default"] = entry["id"] == default
         if real_choice and entry["id"] == default:
             entry["default_setting"] = {
                 "sampler": real_choice["row"].get("sampler"),

@@ -42,18 +42,19 @@ class RegressionConfig(ConditionConfig, BackboneConfig):  # condition_version / 
 SUM_BLOCK = 8  # pixels (15″): 2 km blocks, about the DMSP's footprint
 
 
+def radiance_from_model(y: torch.Tensor) -> torch.Tensor:
+    """core engine/transforms.radiance_from_model in torch (differentiable), for losses on radiance."""
+    log_max = float(np.log1p(RADIANCE_MAX))
+    return torch.expm1(((y + 1.0) * (log_max / 2.0)).clamp(float(np.log1p(RADIANCE_MIN)), log_max))
+
+
 def block_sum_error(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean |log1p(Σ predicted radiance) − log1p(Σ true radiance)| over the SUM_BLOCK² blocks of valid pixels
     (model space in, nW/cm²/sr summed): what a map's sum of lights needs, locally, and what a median does not."""
-    log_max = float(np.log1p(RADIANCE_MAX))
-
-    def radiance(y: torch.Tensor) -> torch.Tensor:
-        log = ((y + 1.0) * (log_max / 2.0)).clamp(float(np.log1p(RADIANCE_MIN)), log_max)
-        return torch.expm1(log) * valid
-
     pool = lambda x: F.avg_pool2d(x, SUM_BLOCK, ceil_mode=True) * SUM_BLOCK**2  # noqa: E731
+    sums = [pool(radiance_from_model(y) * valid).clamp_min(0) for y in (prediction, target)]
     weight = (pool(valid) > 0).float()
-    error = (torch.log1p(pool(radiance(prediction)).clamp_min(0)) - torch.log1p(pool(radiance(target)).clamp_min(0))).abs()
+    error = (torch.log1p(sums[0]) - torch.log1p(sums[1])).abs()
     return (error * weight).sum() / weight.sum().clamp_min(1.0)
 
 

@@ -23,8 +23,7 @@ def calibration_tiles(meta: dict, count: int, tile: int, seed: int = 99) -> tupl
     real-temporal evaluation never sees (the validation split holds Greece's hold-out: not used)."""
     from ..data import build_dataset
 
-    data = dict(meta.get("data") or {})
-    data = {k: v for k, v in data.items() if k not in ("length", "val_length", "tile", "reference_dropout")}
+    data = {k: v for k, v in (meta.get("data") or {}).items() if k not in ("length", "val_length", "tile", "reference_dropout")}
     length = CALIBRATION_LENGTH
     dataset = build_dataset({**data, "tile": tile, "length": length, "reference_dropout": 0.25}, "train")
     rng = np.random.default_rng(seed)

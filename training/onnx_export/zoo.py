@@ -23,6 +23,13 @@ def register(zoo: Path, entry: dict[str, Any]) -> None:
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+REAL_REGION_TEXT = {  # data key real_regions -> what the card says of them
+    "sudan": "Sudan VNP46A3 February 2023 and 2024, each year the reference of the other",
+    "kenya": "Kenya's VNP46A4 annual composites 2020–2023, every ordered pair of years",
+    "nigeria": "Nigeria's VNP46A4 2023 annual, without a reference",
+}
+
+
 def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
     """model_zoo/cards/ID.md: what the model is, what it was trained on, how, and its known limits."""
     meta, provenance = state["meta"], entry["provenance"]
@@ -36,18 +43,16 @@ def write_card(zoo: Path, entry: dict[str, Any], state: dict) -> str:
         else ""
     )
     if data.get("kind") == "refaware":
-        kenya = "kenya" in data.get("real_regions", ["sudan"])
+        regions = data.get("real_regions", ["sudan"])
+        real = [text for region, text in REAL_REGION_TEXT.items() if region in regions]
         semi_real += (
-            f"; {data.get('real_structure_fraction', 0.5):.0%} of the tiles are real Sudan Black Marble pairs (VNP46A3 "
-            "February 2023 and 2024"
-            + (", and Kenya's VNP46A4 annual composites 2020–2023, every ordered pair of years" if kenya else "")
-            + "; each year the reference of the other, DMSP simulated from the target) outside the "
-            "real-temporal hold-outs (training/real_sources.py)"
+            f"; {data.get('real_structure_fraction', 0.5):.0%} of the tiles are real Black Marble VIIRS ("
+            + ", ".join(real)
+            + "; DMSP simulated from the target) outside the real-temporal hold-outs (training/real_sources.py)"
         )
     if entry.get("calibration"):
-        semi_real += (
-            f"; int8 calibration: {entry['calibration']}; nodes kept in fp32 by the per-node sensitivity sweep: "
-            + (", ".join(f"`{n}`" for n in entry.get("nodes_kept_fp32", [])) or "none")
+        semi_real += f"; int8 calibration: {entry['calibration']}; nodes kept in fp32 by the per-node sensitivity sweep: " + (
+            ", ".join(f"`{n}`" for n in entry.get("nodes_kept_fp32", [])) or "none"
         )
     if data.get("reference_gaps"):
         ranges = ", ".join(f"{lo}–{hi}" for lo, hi in data["reference_gaps"])

@@ -74,3 +74,18 @@ def test_a_fuse_run_only_calls_down_the_layers_but_for_its_callbacks(tmp_path) -
             sys.setprofile(None)
     assert ("pipeline", "methods") in downward and ("methods", "raster") in downward
     assert {name for _, _, name in upward} <= {"check_cancel", "<lambda>", "writer", "report"}, upward
+
+
+def test_no_import_circle_between_any_two_modules() -> None:
+    """No module of the plugin or of training reaches itself through its imports (function-level imports
+    included), finer than lint-imports' acyclic_siblings contract, which looks at siblings only."""
+    import grimp
+
+    graph = grimp.build_graph("nightlight_fusion_plugin", "training")
+    circles = [
+        (module, other)
+        for module in graph.modules
+        for other in graph.find_modules_directly_imported_by(module)
+        if other != module and graph.chain_exists(importer=other, imported=module)
+    ]
+    assert not circles, f"import circles (issue #22): {sorted(circles)[:10]}"

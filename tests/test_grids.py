@@ -91,3 +91,46 @@ def test_no_overlap_multiband_and_ungeoreferenced_inputs_are_explained(tmp_path,
         output_grid(inspect_raster(sample["dmsp"], "DMSP"), extent=(10, 10, 11, 11), extent_crs="EPSG:4326")
     with pytest.raises(InputError, match="not found"):
         inspect_raster(tmp_path / "missing.tif", "VIIRS")
+
+
+def test_a_plain_warp_marks_every_pixel_the_mask_marks(tmp_path, sample):
+    """AlignedReader reads the warped band alone, not with masked=True (which warps each window a second time for
+    the mask): the VRT's NaN nodata already covers source nodata, a per-dataset mask and the area outside the
+    footprint, in the same CRS and through a reprojection."""
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+    from rasterio.vrt import WarpedVRT
+
+    dn = (np.arange(60 * 60).reshape(60, 60) % 63).astype(np.uint8)
+    masked = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        profile = dict(driver="GTiff", width=60, height=60, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(0.5, 0.8, 1 / 120, 1 / 120))  # fmt: skip
+        with rasterio.open(masked, "w", **profile) as dst:
+            dst.write(dn, 1)
+            mask = np.full((60, 60), 255, np.uint8)
+            mask[10:20, 5:40] = 0
+            dst.write_mask(mask)
+    nodata = write_raster(tmp_path / "nodata.tif", np.where(dn > 50, 255, dn).astype(np.uint8), nodata=255,
+                          west=0.45, north=0.85)  # fmt: skip
+    viirs = inspect_raster(sample["reference"], "VIIRS")
+    for path in (masked, nodata):
+        info = inspect_raster(path, "DMSP")
+        grid = output_grid(info, viirs)
+        grid = type(grid)("EPSG:3857", *_mercator(grid)) if path == nodata else grid
+        window = next(grid.blocks(4096))
+        with AlignedReader(info, grid, Resampling.bilinear) as reader:
+            values = reader.read(window)
+        with rasterio.open(path) as src, WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                                                   height=grid.height, resampling=Resampling.bilinear,
+                                                   src_nodata=src.nodata, nodata=np.nan, dtype="float32") as vrt:  # fmt: skip
+            expected = vrt.read(1, window=window, masked=True).filled(np.nan)
+        assert 0 < np.isnan(values).sum() < values.size
+        np.testing.assert_array_equal(values, expected)
+
+
+def _mercator(grid):
+    from rasterio.warp import calculate_default_transform
+
+    transform, width, height = calculate_default_transform(grid.crs, "EPSG:3857", grid.width, grid.height, *grid.bounds)
+    return transform, width + 7, height + 5  # wider than the raster: some pixels fall outside its footprint
